@@ -1,0 +1,264 @@
+"""Wire format of the engine's WebSocket RPC, shared by the engine and the SDK.
+
+Transport: one JSON text frame per message on ``ws://127.0.0.1:PORT/``. The HTTP upgrade
+request carries ``Authorization: Bearer <token>``; the engine closes any other connection
+with code 4401. One connection is one session: the spawns it creates belong to it and are
+released when it closes, after the keep-warm TTL.
+
+A client sends a ``Request``; the engine answers each with a ``Response`` that carries the
+same ``id`` and either ``result`` or ``error``. Frames without an ``id`` are ``Event``s pushed
+by the engine (telemetry, after ``subscribe``).
+
+This module imports no torch, so recipe processes can use it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+PROTOCOL_VERSION = 1
+
+# Defaults of ``client.model(...)`` for parameters that neither the call nor the model's
+# registry entry sets.
+DEFAULT_KV_CACHE_LEN = 131072
+DEFAULT_TOKENS_TO_GENERATE = 2048
+DEFAULT_TP = 1
+
+MODEL_REGISTRY_SCHEME = "model_registry://"
+
+
+class WireModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---------------------------------------------------------------------------------------
+# Frames
+
+
+class Request(WireModel):
+    id: int
+    method: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class ErrorBody(WireModel):
+    # One of ERROR_TYPES; the SDK raises the matching exception class.
+    type: str
+    message: str
+    data: dict[str, Any] | None = None
+
+
+class Response(WireModel):
+    id: int
+    result: Any = None
+    error: ErrorBody | None = None
+
+
+class Event(WireModel):
+    event: Literal["telemetry", "spawn", "log"]
+    data: dict[str, Any]
+
+
+ERROR_TYPES = (
+    "invalid_request",  # params failed validation; message names the field and the value
+    "not_found",  # unknown spawn name, model key or method
+    "spawn_refused",  # the plan does not fit, or tp is invalid; data holds the plan and advice
+    "model_error",  # the model folder or its config cannot be loaded
+    "op_failed",  # an op raised inside the worker; message is the worker's error
+    "worker_died",  # the spawn's process exited; the spawn is gone
+    "internal",  # a bug in the engine; message points at the engine log
+)
+
+
+# ---------------------------------------------------------------------------------------
+# Threads on the wire. Roles are system, user, assistant and tool.
+
+
+class StringThreadWire(WireModel):
+    kind: Literal["string"] = "string"
+    turns: list[tuple[str, str]]
+    # One training weight per turn; None means the default (assistant turns weighted 1.0).
+    weights: list[float] | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class TokenizedThreadWire(WireModel):
+    kind: Literal["tokens"] = "tokens"
+    turns: list[tuple[str, list[int]]]
+    weights: list[float] | None = None
+    metadata: dict[str, Any] | None = None
+
+
+AnyThreadWire = StringThreadWire | TokenizedThreadWire
+
+
+class Sampling(WireModel):
+    # temperature 0 (or None with no default in the view) means greedy decoding.
+    temperature: float | None = None
+    top_p: float | None = None
+    max_gen_len: int | None = None
+    min_gen_len: int | None = None
+    seed: int | None = None
+
+
+# ---------------------------------------------------------------------------------------
+# Methods
+
+
+class ModelSpec(WireModel):
+    """What ``client.model(...)`` and its builder methods recorded.
+
+    ``None`` means the recipe did not set it: the engine takes the model's registry default,
+    then the module defaults above.
+    """
+
+    path: str
+    kv_cache_len: int | None = None
+    tokens_to_generate: int | None = None
+    tp: int | None = None
+    # None: .with_adapter() was not called. True/False: called with that value.
+    use_adapter: bool | None = None
+    scoring: bool = False
+
+
+class SpawnParams(WireModel):
+    name: str
+    kind: Literal["inference", "train"]
+    model: ModelSpec
+    max_batch_size: int | None = None  # tokens per training micro-batch; train only
+
+
+class SpawnResult(WireModel):
+    name: str
+    kind: Literal["inference", "train"]
+    model_key: str
+    tp: int
+    kv_cache_len: int
+    tokens_to_generate: int
+    adapter: bool
+    scalar: bool
+    devices: list[str]
+    # Planned bytes per rank by component, if the planner ran.
+    plan: dict[str, Any] | None = None
+    reused: bool = False  # an identical kept inference spawn was handed back
+
+
+class OpParams(WireModel):
+    spawn: str
+    op: str
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class DeallocParams(WireModel):
+    spawn: str
+
+
+class PlanParams(WireModel):
+    """Plan a spawn without starting it (``galley run --dry-run``)."""
+
+    name: str
+    kind: Literal["inference", "train"]
+    model: ModelSpec
+    max_batch_size: int | None = None
+
+
+class SubscribeParams(WireModel):
+    topics: list[Literal["telemetry"]] = Field(default_factory=lambda: ["telemetry"])
+
+
+# Method name -> params model. Methods with no params take {}.
+METHODS: dict[str, type[WireModel] | None] = {
+    "health": None,
+    "session_info": None,
+    "spawn": SpawnParams,
+    "op": OpParams,
+    "dealloc": DeallocParams,
+    "plan": PlanParams,
+    "list_spawns": None,
+    "devices": None,
+    "subscribe": SubscribeParams,
+}
+
+
+# ---------------------------------------------------------------------------------------
+# Ops (OpParams.op) and their args. Results are plain JSON objects, listed beside each.
+#
+#   generate            {thread: StringThreadWire, sampling: Sampling}
+#                       -> {completion: str, completion_ids: [int], finish_reason: "eos"|"length",
+#                           prompt_tokens: int}
+#   generate_tokens     {thread: AnyThreadWire, sampling: Sampling} -> same as generate
+#   tokenize            {text: str} -> {ids: [int]}
+#   detokenize          {ids: [int]} -> {text: str}
+#   tokenize_thread     {thread: StringThreadWire} -> {thread: TokenizedThreadWire}
+#   detokenize_thread   {thread: TokenizedThreadWire} -> {thread: StringThreadWire}
+#   serialize_thread    {thread: AnyThreadWire} -> {ids: [int], image_tokens: [], weights: [float]}
+#   logprobs            {thread: AnyThreadWire} -> {logprob: float}
+#   logprobs_per_token  {thread: AnyThreadWire} -> {logprobs: [float]}
+#   raw_logprobs        {ids: [int]} -> {logprobs: [float]}
+#   score               {thread: AnyThreadWire} -> {scores: [float]}
+#   score_last_token    {thread: AnyThreadWire} -> {score: float}
+#   train_*             (see the training module) -> {tokens: int, dropped: bool}
+#   optim_step          {lr, wd, max_grad_norm, skip_nan_gradients} -> stats
+#   get_optim_step      {} -> {step: int};  set_optim_step {step: int} -> {step: int}
+#   save                {model_name: str, inference_only: bool} -> {key: str}
+#   clone_inf           {name: str} -> SpawnResult
+
+
+# ---------------------------------------------------------------------------------------
+# Telemetry (Event "telemetry", every 500 ms by default)
+
+
+class ProcessMemory(WireModel):
+    pid: int
+    bytes: int
+    spawn: str | None = None  # None: not a Galley worker
+    galley: bool = False
+
+
+class DeviceInfo(WireModel):
+    id: str  # "cuda:0", "cpu", "virtual:3"
+    kind: Literal["cuda", "cpu", "virtual"]
+    index: int
+    name: str
+    total_bytes: int
+    used_bytes: int
+    free_bytes: int
+    utilization: float | None = None  # percent, where the device reports it
+    processes: list[ProcessMemory] = Field(default_factory=list)
+
+
+class RankMemory(WireModel):
+    rank: int
+    device: str
+    pid: int | None = None
+    # Measured: NVML per-process bytes on CUDA, RSS on CPU; None before the worker reports.
+    process_bytes: int | None = None
+    torch_allocated: int | None = None
+    torch_reserved: int | None = None
+    torch_peak: int | None = None
+    # Planned bytes by component name (weights, kv_cache, gradients, ...).
+    plan: dict[str, int] | None = None
+
+
+class SpawnTelemetry(WireModel):
+    id: str
+    name: str
+    session: str
+    kind: Literal["inference", "train"]
+    model_key: str
+    tp: int
+    devices: list[str]
+    ranks: list[RankMemory]
+    state: Literal["loading", "ready", "busy", "kept", "failed", "released"]
+    last_op: str | None = None
+    op_counts: dict[str, int] = Field(default_factory=dict)
+    tokens_per_second: float | None = None
+    created_at: float
+
+
+class Telemetry(WireModel):
+    time: float
+    devices: list[DeviceInfo]
+    spawns: list[SpawnTelemetry]
