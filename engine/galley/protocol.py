@@ -207,6 +207,52 @@ METHODS: dict[str, type[WireModel] | None] = {
 
 
 # ---------------------------------------------------------------------------------------
+# Registry records (docs/contracts.md). The control plane may add fields; they are ignored.
+
+
+class ModelDefaults(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    kv_cache_len: int | None = None
+    tokens_to_generate: int | None = None
+    tp: int | None = None
+
+
+class ModelLineage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    parent_key: str | None = None
+    run_id: str | None = None
+    recipe_hash: str | None = None
+    optim_step: int | None = None
+
+
+class ModelRecord(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    key: str
+    name: str
+    kind: Literal["base", "full", "adapter", "scoring", "architecture"]
+    path: str | None = None  # None for architecture-only entries
+    base_key: str | None = None  # the base model of an adapter
+    config: dict[str, Any] = Field(default_factory=dict)
+    facts: dict[str, Any] = Field(default_factory=dict)
+    defaults: ModelDefaults = Field(default_factory=ModelDefaults)
+    lineage: ModelLineage = Field(default_factory=ModelLineage)
+
+
+class NewModel(WireModel):
+    """Body of ``POST /api/internal/models``, sent after ``save()`` wrote a folder."""
+
+    key: str
+    name: str
+    path: str
+    kind: Literal["full", "adapter", "scoring"]
+    parent_key: str | None = None
+    run_id: str | None = None
+    recipe_hash: str | None = None
+    optim_step: int | None = None
+    adapter_base_key: str | None = None
+
+
+# ---------------------------------------------------------------------------------------
 # Telemetry (Event "telemetry", every 500 ms by default)
 
 

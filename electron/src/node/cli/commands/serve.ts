@@ -1,0 +1,62 @@
+// `galley serve`: the control plane over HTTP + WebSocket for a browser, until Ctrl-C.
+import type { Command } from "commander";
+
+import { CliError, type GlobalOptions, openControlPlane, parsePositiveInt } from "../context.js";
+
+interface ServeOptions {
+  port: string;
+  host: string;
+  workspace?: string;
+  devices?: string;
+  keepWarm?: string;
+}
+
+const LOOPBACK_HOSTS = new Set(["127.0.0.1", "localhost", "::1"]);
+
+async function serve(options: ServeOptions, global: GlobalOptions): Promise<void> {
+  const port = options.port === "0" ? 0 : parsePositiveInt(options.port, "--port");
+  const keepWarm = options.keepWarm === undefined ? null : Number(options.keepWarm);
+  if (keepWarm !== null && !(keepWarm >= 0)) throw new CliError(`--keep-warm must be a number of seconds, got "${options.keepWarm}"`, 2);
+
+  const plane = openControlPlane(global, "info", {
+    devices: options.devices ?? null,
+    keepWarm,
+    ...(options.workspace ? { workspace: options.workspace } : {}),
+  });
+  if (!LOOPBACK_HOSTS.has(options.host)) {
+    plane.log.warn("serving on a non-loopback address: anyone who can reach it and has the token controls this machine's GPUs and files", {
+      host: options.host,
+    });
+  }
+  await plane.ensureDefaults();
+  await plane.listen(port, options.host);
+  process.stdout.write(`Galley is serving the workbench at ${plane.browserUrl()}\n`);
+  plane.log.info("workspace", { root: plane.workspace.root });
+
+  // The engine starts in the background; runs wait for it, and the UI shows its state.
+  plane.startEngine().catch((error: Error) => plane.log.error("the engine failed to start", { error: error.message }));
+
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      plane.log.info("shutting down", { signal });
+      plane.close().then(resolve, (error: Error) => {
+        plane.log.error("shutdown failed", { error: error.message });
+        resolve();
+      });
+    };
+    process.once("SIGINT", () => stop("SIGINT"));
+    process.once("SIGTERM", () => stop("SIGTERM"));
+  });
+}
+
+export function registerServeCommand(program: Command, global: () => GlobalOptions): void {
+  program
+    .command("serve")
+    .description("serve the workbench and its API on 127.0.0.1 with a bearer token, for a browser")
+    .option("--port <n>", "TCP port (0 picks a free one)", "0")
+    .option("--host <address>", "address to bind; keep the loopback default unless you tunnel to it", "127.0.0.1")
+    .option("--workspace <dir>", "recipe workspace folder (default: <data dir>/workspace)")
+    .option("--devices <spec>", 'virtual devices for the engine, e.g. "4x80GiB"')
+    .option("--keep-warm <seconds>", "how long the engine keeps a closed session's spawns")
+    .action((options: ServeOptions) => serve(options, global()));
+}

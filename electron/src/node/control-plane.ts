@@ -1,0 +1,174 @@
+// The control plane: registry, workspace, run manager, engine supervisor and the API server,
+// wired together. `galley serve`, `galley run` and the Electron main process each create one.
+import crypto from "node:crypto";
+
+import { ApiError } from "./errors.js";
+import { EngineStartError, type EngineConnection, EngineSupervisor } from "./engine/supervisor.js";
+import { type Db, openDatabase } from "./db/database.js";
+import { type DataPaths, dataPaths, ensureDataDirectories, type InstallLayout, resolveDataHome, resolveLayout } from "./layout.js";
+import { createLogger, type Logger } from "./log.js";
+import { ModelService } from "./models/model-service.js";
+import { DatasetService } from "./registry/dataset-service.js";
+import { DatasetStore } from "./registry/dataset-store.js";
+import { ModelStore } from "./registry/model-store.js";
+import { RunStore } from "./registry/run-store.js";
+import { type RunnerCommand, RunManager } from "./runs/run-manager.js";
+import { Dispatcher } from "./server/dispatcher.js";
+import { createHandlers } from "./server/handlers.js";
+import { ApiServer } from "./server/http-server.js";
+import { seedWorkspace } from "./workspace/seed.js";
+import { Workspace } from "./workspace/workspace.js";
+import type { Run } from "../common/index.js";
+
+export const DEFAULT_MODEL_KEY = "galley-tiny-qwen3";
+
+export interface ControlPlaneOptions {
+  /** Data directory; default GALLEY_HOME or the per-OS folder. */
+  home?: string;
+  /** Recipe workspace; default <home>/workspace. */
+  workspace?: string;
+  /** Virtual devices for the engine, e.g. "4x80GiB". */
+  devices?: string | null;
+  keepWarm?: number | null;
+  /**
+   * An engine that is already running (e.g. on a GPU host behind an SSH tunnel). Runs use it,
+   * and `startEngine` starts no process.
+   */
+  externalEngine?: EngineConnection;
+  /** API bearer token; default GALLEY_TOKEN, else a random one. */
+  token?: string;
+  layout?: InstallLayout;
+  log?: Logger;
+  engineReadyTimeoutMs?: number;
+  cancelGraceMs?: number;
+  runnerCommand?(run: Run, runDir: string): RunnerCommand;
+}
+
+export class ControlPlane {
+  readonly paths: DataPaths;
+  readonly layout: InstallLayout;
+  readonly log: Logger;
+  readonly token: string;
+  readonly db: Db;
+  readonly models: ModelService;
+  readonly datasets: DatasetService;
+  readonly runStore: RunStore;
+  readonly runs: RunManager;
+  readonly workspace: Workspace;
+  readonly dispatcher: Dispatcher;
+  engine: EngineSupervisor | null = null;
+  private server: ApiServer | null = null;
+  private address: { url: string; port: number } | null = null;
+
+  constructor(readonly options: ControlPlaneOptions = {}) {
+    this.paths = dataPaths(options.home ?? resolveDataHome());
+    ensureDataDirectories(this.paths);
+    this.layout = options.layout ?? resolveLayout();
+    this.log = options.log ?? createLogger({ filePath: this.paths.controlPlaneLog });
+    this.token = options.token ?? process.env.GALLEY_TOKEN ?? crypto.randomBytes(24).toString("base64url");
+
+    this.db = openDatabase(this.paths.db);
+    const publishRegistryChange = (key: string) => this.dispatcher.publish({ type: "registry.changed", key });
+    this.models = new ModelService(new ModelStore(this.db), this.paths, this.layout, this.log.child("registry"), publishRegistryChange);
+    this.datasets = new DatasetService(new DatasetStore(this.db), publishRegistryChange);
+    this.runStore = new RunStore(this.db, (id) => this.runs.runDir(id));
+    const orphans = this.runStore.failOrphans();
+    if (orphans.length > 0) this.log.warn("marked runs of a stopped control plane as failed", { runs: orphans.join(",") });
+
+    this.workspace = new Workspace(options.workspace ?? this.paths.workspace);
+    this.runs = new RunManager({
+      store: this.runStore,
+      paths: this.paths,
+      layout: this.layout,
+      log: this.log.child("runs"),
+      engine: () => this.engineConnection(),
+      api: () => this.apiAddress(),
+      workspace: this.workspace,
+      ...(options.cancelGraceMs !== undefined ? { cancelGraceMs: options.cancelGraceMs } : {}),
+      ...(options.runnerCommand ? { runnerCommand: options.runnerCommand } : {}),
+    });
+    this.dispatcher = new Dispatcher(createHandlers(this), this.log.child("api"));
+    this.runs.on("event", (event) => this.dispatcher.publish(event));
+  }
+
+  /** Returns the API server's address once it listens (null before), for the engine's and the runner's registry calls. */
+  apiAddress(): { url: string; token: string } | null {
+    return this.address ? { url: this.address.url, token: this.token } : null;
+  }
+
+  /** Returns the URL a person opens: the workbench with the token in the query string. */
+  browserUrl(): string {
+    if (!this.address) throw new Error("the control plane is not listening");
+    return `${this.address.url}/?token=${encodeURIComponent(this.token)}`;
+  }
+
+  /** Seeds the workspace and registers the embedded default model when the registry is empty. */
+  async ensureDefaults(): Promise<void> {
+    seedWorkspace(this.workspace.root, this.layout.resourcesDir, this.log);
+    if (this.models.store.count() > 0) return;
+    this.log.info("the registry is empty: generating the default model (a tiny random Qwen3)", { key: DEFAULT_MODEL_KEY });
+    const { model } = await this.models.makeTiny("qwen3", DEFAULT_MODEL_KEY);
+    this.log.info("registered the default model", { key: model.key, path: model.path });
+  }
+
+  async listen(port = 0, host = "127.0.0.1"): Promise<{ url: string; port: number }> {
+    this.server = new ApiServer({
+      dispatcher: this.dispatcher,
+      token: this.token,
+      rendererDist: this.layout.rendererDist,
+      log: this.log.child("http"),
+    });
+    const address = await this.server.listen(port, host);
+    const urlHost = address.family === "IPv6" ? `[${address.address}]` : address.address;
+    this.address = { url: `http://${urlHost}:${address.port}`, port: address.port };
+    this.log.info("API listening", { url: this.address.url });
+    return this.address;
+  }
+
+  /** Creates the engine supervisor and starts the engine; needs `listen` first (the engine calls the registry). */
+  async startEngine(): Promise<EngineConnection> {
+    const api = this.apiAddress();
+    if (!api) throw new Error("start the API server (listen) before the engine: the engine reads the registry from it");
+    if (this.options.externalEngine) return this.options.externalEngine;
+    if (!this.engine) {
+      this.engine = new EngineSupervisor({
+        layout: this.layout,
+        paths: this.paths,
+        registryUrl: api.url,
+        apiToken: this.token,
+        log: this.log.child("engine"),
+        devices: this.options.devices ?? null,
+        keepWarm: this.options.keepWarm ?? null,
+        ...(this.options.engineReadyTimeoutMs ? { readyTimeoutMs: this.options.engineReadyTimeoutMs } : {}),
+      });
+      this.engine.on("status", (status) => this.dispatcher.publish({ type: "engine.status", status }));
+      this.engine.on("telemetry", (telemetry) => this.dispatcher.publish({ type: "telemetry", telemetry }));
+    }
+    return this.engine.start();
+  }
+
+  private async engineConnection(): Promise<EngineConnection> {
+    if (this.options.externalEngine) return this.options.externalEngine;
+    if (!this.engine) {
+      throw new ApiError("engine_unavailable", "the engine is not started; runs need a running engine", {
+        log_path: this.paths.engineLog,
+      });
+    }
+    try {
+      return await this.engine.whenReady();
+    } catch (error) {
+      if (error instanceof EngineStartError) {
+        throw new ApiError("engine_unavailable", error.message, { log_path: this.paths.engineLog });
+      }
+      throw error;
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.runs.shutdown();
+    await this.engine?.stop();
+    await this.server?.close();
+    this.db.close();
+    this.log.info("control plane stopped");
+  }
+}

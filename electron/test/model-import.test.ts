@@ -1,0 +1,350 @@
+import fs from "node:fs";
+import path from "node:path";
+
+import { afterEach, beforeEach, describe, expect, test } from "vitest";
+
+import type { ControlPlane } from "../src/node/control-plane.js";
+import { ApiError } from "../src/node/errors.js";
+import { parametersFromConfig } from "../src/node/models/facts.js";
+import { encodeSafetensors } from "../src/node/models/safetensors.js";
+import {
+  generateTinyModel,
+  openPlane,
+  pythonAvailable,
+  SMALL_PARAMETERS,
+  smallConfig,
+  smallTensors,
+  tempDir,
+  writeSmallModel,
+} from "./helpers.js";
+
+let plane: ControlPlane;
+
+beforeEach(() => {
+  plane = openPlane();
+});
+
+afterEach(() => {
+  plane.db.close();
+});
+
+/** Imports and returns the rejection; fails the test if the import succeeds. */
+async function rejection(dir: string, key = "rejected"): Promise<ApiError> {
+  try {
+    await plane.models.importFolder({ dir, key });
+  } catch (error) {
+    expect(error).toBeInstanceOf(ApiError);
+    return error as ApiError;
+  }
+  throw new Error(`importing ${dir} succeeded, but it should have been rejected`);
+}
+
+function expectNothingRegistered(): void {
+  expect(plane.models.store.count()).toBe(0);
+  expect(fs.readdirSync(plane.paths.models)).toEqual([]);
+}
+
+describe("import validation", () => {
+  test("missing config is rejected", async () => {
+    const error = await rejection(writeSmallModel(tempDir("m"), { config: null }));
+    expect(error.code).toBe("unprocessable");
+    expect(error.details.reasons).toContain("config.json is missing");
+    expectNothingRegistered();
+  });
+
+  test("config with bad JSON is rejected", async () => {
+    const error = await rejection(writeSmallModel(tempDir("m"), { config: '{"hidden_size": 8,' }));
+    expect(error.details.reasons?.[0]).toMatch(/^config\.json is not valid JSON/);
+    expectNothingRegistered();
+  });
+
+  test("config without architecture and dims is rejected", async () => {
+    const config = smallConfig();
+    delete config.architectures;
+    delete config.model_type;
+    config.hidden_size = 0;
+    delete config.vocab_size;
+    const error = await rejection(writeSmallModel(tempDir("m"), { config }));
+    const reasons = error.details.reasons ?? [];
+    expect(reasons).toContain('config.json has no "architectures" list (e.g. ["LlamaForCausalLM"])');
+    expect(reasons).toContain('config.json has no "model_type" (e.g. "llama")');
+    expect(reasons).toContain('config.json: "hidden_size" must be a positive integer, got 0');
+    expect(reasons).toContain('config.json: "vocab_size" must be a positive integer, got null');
+    expectNothingRegistered();
+  });
+
+  test("missing tokenizer is rejected", async () => {
+    const error = await rejection(writeSmallModel(tempDir("m"), { tokenizer: false }));
+    const reasons = error.details.reasons ?? [];
+    expect(reasons.some((reason) => reason.startsWith("no tokenizer"))).toBe(true);
+    expect(reasons.some((reason) => reason.startsWith("tokenizer_config.json is missing"))).toBe(true);
+    expectNothingRegistered();
+  });
+
+  test("missing weights are rejected", async () => {
+    const error = await rejection(writeSmallModel(tempDir("m"), { tensors: null }));
+    expect(error.details.reasons?.[0]).toMatch(/^no weights: expected model\.safetensors/);
+    expectNothingRegistered();
+  });
+
+  test("pickled weights are rejected with the conversion", async () => {
+    const dir = writeSmallModel(tempDir("m"), { tensors: null });
+    fs.writeFileSync(path.join(dir, "pytorch_model.bin"), "not really");
+    const error = await rejection(dir);
+    expect(error.details.reasons?.[0]).toMatch(/PyTorch pickle format \(pytorch_model\.bin\).*safe_serialization=True/);
+    expectNothingRegistered();
+  });
+
+  test("embedding shape mismatch is rejected", async () => {
+    const tensors = smallTensors();
+    tensors["model.embed_tokens.weight"] = { dtype: "F32", shape: [32, 8] };
+    const error = await rejection(writeSmallModel(tempDir("m"), { tensors }));
+    expect(error.details.reasons).toContain(
+      "model.embed_tokens.weight has shape [32,8], expected [16,8] from config.json",
+    );
+    expectNothingRegistered();
+  });
+
+  test("GQA projection mismatch is rejected", async () => {
+    // config.json sets 2 KV heads, but the tensors have 1.
+    const error = await rejection(writeSmallModel(tempDir("m"), { config: smallConfig({ num_key_value_heads: 2 }) }));
+    const reasons = error.details.reasons ?? [];
+    expect(reasons).toContain("model.layers.0.self_attn.k_proj.weight has shape [4,8], expected [8,8] from config.json");
+    expect(reasons).toContain("model.layers.1.self_attn.v_proj.weight has shape [4,8], expected [8,8] from config.json");
+    expectNothingRegistered();
+  });
+
+  test("layer count mismatch is rejected", async () => {
+    const error = await rejection(writeSmallModel(tempDir("m"), { config: smallConfig({ num_hidden_layers: 3 }) }));
+    expect(error.details.reasons).toContain("the weights have 2 layers, but config.json sets num_hidden_layers=3");
+    expectNothingRegistered();
+  });
+
+  test("untied model without lm_head is rejected", async () => {
+    const tensors = smallTensors();
+    delete tensors["lm_head.weight"];
+    const error = await rejection(writeSmallModel(tempDir("m"), { tensors }));
+    expect(error.details.reasons).toContain("no lm_head.weight, but config.json sets tie_word_embeddings to false");
+    expectNothingRegistered();
+  });
+
+  test("truncated safetensors is rejected", async () => {
+    const dir = writeSmallModel(tempDir("m"));
+    const file = path.join(dir, "model.safetensors");
+    const bytes = fs.readFileSync(file);
+    fs.writeFileSync(file, bytes.subarray(0, bytes.length - 100));
+    const error = await rejection(dir);
+    expect(error.details.reasons?.[0]).toMatch(/^model\.safetensors: tensor .* is truncated or corrupt$/);
+    expectNothingRegistered();
+  });
+
+  test("every problem is reported at once", async () => {
+    const dir = writeSmallModel(tempDir("m"), { config: "{", tokenizer: false, tensors: null });
+    const error = await rejection(dir);
+    expect(error.details.reasons).toHaveLength(4);
+    expect(error.message).toContain("cannot be registered:");
+    expectNothingRegistered();
+  });
+
+  test("missing folder is rejected", async () => {
+    const error = await rejection(path.join(tempDir("m"), "nope"));
+    expect(error.details.reasons?.[0]).toMatch(/does not exist$/);
+    expectNothingRegistered();
+  });
+});
+
+describe("import", () => {
+  test("copy records facts and defaults", async () => {
+    const source = writeSmallModel(tempDir("m"));
+    const { model, warnings } = await plane.models.importFolder({ dir: source, key: "small" });
+    expect(warnings).toEqual([]);
+    expect(model.path).toBe(path.join(plane.paths.models, "small"));
+    expect(fs.existsSync(path.join(model.path!, "model.safetensors"))).toBe(true);
+    expect(model.storage).toBe("copy");
+    expect(model.kind).toBe("base");
+    expect(model.facts).toMatchObject({
+      family: "llama",
+      architecture: "LlamaForCausalLM",
+      parameters: SMALL_PARAMETERS,
+      layers: 2,
+      heads: 2,
+      kv_heads: 1,
+      hidden: 8,
+      vocab: 16,
+      dtype: "float32",
+    });
+    expect(model.defaults).toEqual({ kv_cache_len: 2048, tokens_to_generate: 2048, tp: 1 });
+    expect(parametersFromConfig(model.config)).toBe(SMALL_PARAMETERS);
+  });
+
+  test("kv_cache_len default is capped", async () => {
+    const source = writeSmallModel(tempDir("m"), { config: smallConfig({ max_position_embeddings: 1_048_576 }) });
+    const { model } = await plane.models.importFolder({ dir: source, key: "long" });
+    expect(model.defaults.kv_cache_len).toBe(131_072);
+  });
+
+  test("missing chat template is a warning", async () => {
+    const { model, warnings } = await plane.models.importFolder({
+      dir: writeSmallModel(tempDir("m"), { chatTemplate: false }),
+      key: "no-template",
+    });
+    expect(model.key).toBe("no-template");
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(/^no chat template/);
+  });
+
+  test("link keeps the folder in place", async () => {
+    const source = writeSmallModel(tempDir("m"));
+    const { model } = await plane.models.importFolder({ dir: source, key: "linked", link: true });
+    expect(model.path).toBe(fs.realpathSync(source));
+    expect(model.storage).toBe("link");
+    expect(fs.readdirSync(plane.paths.models)).toEqual([]);
+
+    const removed = await plane.models.remove("linked");
+    expect(removed.deleted_files).toBe(false);
+    expect(fs.existsSync(path.join(source, "model.safetensors"))).toBe(true);
+  });
+
+  test("remove deletes an owned copy", async () => {
+    const { model } = await plane.models.importFolder({ dir: writeSmallModel(tempDir("m")), key: "owned" });
+    const removed = await plane.models.remove("owned");
+    expect(removed.deleted_files).toBe(true);
+    expect(fs.existsSync(model.path!)).toBe(false);
+    expect(plane.models.store.count()).toBe(0);
+  });
+
+  test("sharded weights with an index", async () => {
+    const dir = writeSmallModel(tempDir("m"), { tensors: null });
+    const all = smallTensors();
+    const names = Object.keys(all);
+    const first = Object.fromEntries(names.slice(0, 10).map((name) => [name, all[name]!]));
+    const second = Object.fromEntries(names.slice(10).map((name) => [name, all[name]!]));
+    fs.writeFileSync(path.join(dir, "model-00001-of-00002.safetensors"), encodeSafetensors(first));
+    fs.writeFileSync(path.join(dir, "model-00002-of-00002.safetensors"), encodeSafetensors(second));
+    const weightMap = Object.fromEntries([
+      ...Object.keys(first).map((name) => [name, "model-00001-of-00002.safetensors"]),
+      ...Object.keys(second).map((name) => [name, "model-00002-of-00002.safetensors"]),
+    ]);
+    fs.writeFileSync(path.join(dir, "model.safetensors.index.json"), JSON.stringify({ weight_map: weightMap }));
+    const { model } = await plane.models.importFolder({ dir, key: "sharded" });
+    expect(model.facts.parameters).toBe(SMALL_PARAMETERS);
+
+    weightMap["model.norm.weight"] = "model-00003-of-00002.safetensors";
+    fs.writeFileSync(path.join(dir, "model.safetensors.index.json"), JSON.stringify({ weight_map: weightMap }));
+    const error = await rejection(dir, "sharded-broken");
+    expect(error.details.reasons).toContain(
+      "model.safetensors.index.json names model-00003-of-00002.safetensors, which is missing",
+    );
+  });
+});
+
+describe("keys", () => {
+  test.each(["Upper", "has space", "-leading", ".hidden", "a/b", "", "x".repeat(129)])("invalid key %j", async (key) => {
+    const source = writeSmallModel(tempDir("m"));
+    await expect(plane.models.importFolder({ dir: source, key })).rejects.toMatchObject({ code: "invalid_request" });
+    expectNothingRegistered();
+  });
+
+  test.each(["llama-3.1-8b-instruct", "qwen3_32b", "a", "0.5b"])("valid key %j", async (key) => {
+    const { model } = await plane.models.importFolder({ dir: writeSmallModel(tempDir("m")), key });
+    expect(model.key).toBe(key);
+  });
+
+  test("taken key names the key", async () => {
+    await plane.models.importFolder({ dir: writeSmallModel(tempDir("m")), key: "taken" });
+    const again = plane.models.importFolder({ dir: writeSmallModel(tempDir("m")), key: "taken" });
+    await expect(again).rejects.toMatchObject({
+      code: "conflict",
+      message: 'model key "taken" is already registered; choose another key or remove it first',
+    });
+    expect(plane.models.store.count()).toBe(1);
+  });
+});
+
+describe("adapters", () => {
+  function writeAdapter(dir: string, base: string, rank = 4): string {
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(
+      path.join(dir, "adapter_config.json"),
+      JSON.stringify({ peft_type: "LORA", r: rank, lora_alpha: 8, base_model_name_or_path: base, target_modules: ["q_proj"] }),
+    );
+    fs.writeFileSync(
+      path.join(dir, "adapter_model.safetensors"),
+      encodeSafetensors({
+        "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight": { dtype: "F32", shape: [4, 8] },
+        "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight": { dtype: "F32", shape: [8, 4] },
+      }),
+    );
+    return dir;
+  }
+
+  test("adapter on a registered base", async () => {
+    await plane.models.importFolder({ dir: writeSmallModel(tempDir("m")), key: "base" });
+    const { model } = await plane.models.importFolder({ dir: writeAdapter(tempDir("a"), "base"), key: "tuned" });
+    expect(model.kind).toBe("adapter");
+    expect(model.base_key).toBe("base");
+    expect(model.facts.adapter_rank).toBe(4);
+    expect(model.facts.adapter_parameters).toBe(64);
+    expect(model.facts.parameters).toBe(SMALL_PARAMETERS);
+    await expect(plane.models.remove("base")).rejects.toMatchObject({ code: "conflict" });
+  });
+
+  test("adapter naming the base by path", async () => {
+    const { model: base } = await plane.models.importFolder({ dir: writeSmallModel(tempDir("m")), key: "base" });
+    const { model } = await plane.models.importFolder({ dir: writeAdapter(tempDir("a"), base.path!), key: "by-path" });
+    expect(model.base_key).toBe("base");
+  });
+
+  test("adapter on an unknown base is rejected", async () => {
+    const error = await rejection(writeAdapter(tempDir("a"), "meta-llama/Llama-3.1-8B"));
+    expect(error.details.reasons?.[0]).toMatch(/names base model "meta-llama\/Llama-3\.1-8B", which is not registered/);
+    expectNothingRegistered();
+  });
+
+  test("adapter rank mismatch is rejected", async () => {
+    await plane.models.importFolder({ dir: writeSmallModel(tempDir("m")), key: "base" });
+    const error = await rejection(writeAdapter(tempDir("a"), "base", 8));
+    expect(error.details.reasons?.[0]).toMatch(/lora_A\.weight has shape \[4,8\], but its first dimension should be the rank r=8/);
+  });
+});
+
+describe("architectures", () => {
+  test("public configs count parameters exactly", () => {
+    const llama = plane.models.addArchitecture("Llama-3.1-8B-Instruct");
+    expect(llama.key).toBe("llama-3.1-8b-instruct");
+    expect(llama.kind).toBe("architecture");
+    expect(llama.path).toBeNull();
+    expect(llama.facts.parameters).toBe(8_030_261_248);
+    expect(llama.defaults.kv_cache_len).toBe(131_072);
+
+    expect(plane.models.addArchitecture("qwen3-32b").facts.parameters).toBe(32_762_123_264);
+    expect(plane.models.addArchitecture("Qwen2.5-0.5B-Instruct", "small-qwen").facts.parameters).toBe(494_032_768);
+  });
+
+  test("unknown architecture lists the available ones", () => {
+    expect(() => plane.models.addArchitecture("gpt-5")).toThrow(/unknown architecture "gpt-5"; available: .*Qwen3-32B/);
+  });
+});
+
+describe.skipIf(!pythonAvailable("tiny model import"))("tiny real model", () => {
+  test("qwen3 import records correct facts", { timeout: 180_000 }, async () => {
+    const { model, warnings } = await plane.models.importFolder({ dir: generateTinyModel("qwen3"), key: "tiny-qwen3" });
+    expect(warnings).toEqual([]);
+    expect(model.facts).toMatchObject({
+      family: "qwen3",
+      architecture: "Qwen3ForCausalLM",
+      layers: 2,
+      heads: 4,
+      kv_heads: 2,
+      hidden: 64,
+      head_dim: 16,
+      vocab: 151_680,
+      dtype: "float32",
+    });
+    // The count comes from the safetensors headers. It is 2 x 151,680 x 64 for the embeddings
+    // and lm_head, 2 layers of 37,024, and the final norm, and the config formula must agree.
+    expect(model.facts.parameters).toBe(2 * 151_680 * 64 + 2 * 37_024 + 64);
+    expect(parametersFromConfig(model.config)).toBe(model.facts.parameters);
+    expect(model.defaults).toEqual({ kv_cache_len: 40_960, tokens_to_generate: 2048, tp: 1 });
+  });
+});

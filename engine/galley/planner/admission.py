@@ -1,0 +1,323 @@
+"""Admission and placement: choose a device per rank, admit only when every rank's plan fits.
+
+A device's available memory is its free bytes minus ``pending``: bytes of admitted spawns
+that are still loading there and so do not show in the free count yet. Without pinned
+devices, ranks go to the devices with the most available memory. A spawn that does not
+fit raises SpawnRefused. Its message lists every component in GiB, the total against the
+free memory, and what would fit instead, and ``error.data`` carries the same as JSON.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..engine.errors import InvalidRequest, SpawnRefused
+from .plan import Plan
+from .units import format_gib
+
+
+class DeviceView(Protocol):
+    """Device fields that admission reads (``galley.protocol.DeviceInfo`` has them)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def free_bytes(self) -> int: ...
+    @property
+    def total_bytes(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class DeviceCapacity:
+    id: str
+    total_bytes: int
+    free_bytes: int
+    kind: str = "virtual"
+
+
+@dataclass(frozen=True)
+class RankPlacement:
+    rank: int
+    device: str
+    planned_bytes: int
+    available_bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rank": self.rank,
+            "device": self.device,
+            "planned_bytes": self.planned_bytes,
+            "available_bytes": self.available_bytes,
+        }
+
+
+@dataclass(frozen=True)
+class Placement:
+    plan: Plan
+    ranks: tuple[RankPlacement, ...]
+
+    @property
+    def devices(self) -> list[str]:
+        return [rank.device for rank in self.ranks]
+
+    def bytes_by_device(self) -> dict[str, int]:
+        """Return the planned bytes per device id, to reserve while the spawn loads."""
+        return {rank.device: rank.planned_bytes for rank in self.ranks}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "devices": self.devices,
+            "ranks": [rank.to_dict() for rank in self.ranks],
+            "plan": self.plan.to_dict(),
+        }
+
+
+def admit(
+    plan: Plan,
+    devices: Sequence[DeviceView],
+    pinned: Sequence[str] | None = None,
+    *,
+    pending: Mapping[str, int] | None = None,
+) -> Placement:
+    """Place each rank of ``plan`` on its own device, or raise SpawnRefused.
+
+    ``pinned`` lists one device id per rank, in rank order. Raises InvalidRequest for pinned
+    ids that are unknown, repeated or not one per rank.
+    """
+    pending = pending or {}
+    chosen = _choose_devices(plan, devices, pinned, pending)
+    ranks = tuple(
+        RankPlacement(rank.rank, device.id, rank.total, _available(device, pending))
+        for rank, device in zip(plan.ranks, chosen, strict=True)
+    )
+    if all(rank.planned_bytes <= rank.available_bytes for rank in ranks):
+        return Placement(plan=plan, ranks=ranks)
+    advice = _advice(plan, devices, pinned, pending)
+    raise SpawnRefused(_refusal_message(plan, ranks, advice), _refusal_data(plan, ranks, advice))
+
+
+def _available(device: DeviceView, pending: Mapping[str, int]) -> int:
+    return device.free_bytes - pending.get(device.id, 0)
+
+
+def _choose_devices(
+    plan: Plan, devices: Sequence[DeviceView], pinned: Sequence[str] | None, pending: Mapping[str, int]
+) -> list[DeviceView]:
+    tp = plan.inputs.tp
+    if pinned is not None:
+        return _pinned_devices(tp, devices, pinned)
+    if tp > len(devices):
+        valid = [n for n in plan.facts.valid_tp() if n <= len(devices)]
+        names = ", ".join(device.id for device in devices) or "none"
+        raise SpawnRefused(
+            f"tp={tp} needs {tp} devices but {len(devices)} are available ({names}); "
+            f"use tp={' or '.join(str(n) for n in valid)}, which divides {plan.facts.name}'s "
+            f"{plan.facts.heads} attention heads",
+            {
+                "reason": "tp_exceeds_devices",
+                "model": plan.facts.name,
+                "tp": tp,
+                "devices": [device.id for device in devices],
+                "valid_tp": valid,
+            },
+        )
+    # Most available memory first; equal devices keep their inventory order.
+    ordered = sorted(devices, key=lambda device: -_available(device, pending))
+    return ordered[:tp]
+
+
+def _pinned_devices(tp: int, devices: Sequence[DeviceView], pinned: Sequence[str]) -> list[DeviceView]:
+    by_id = {device.id: device for device in devices}
+    unknown = [device_id for device_id in pinned if device_id not in by_id]
+    if unknown:
+        raise InvalidRequest(
+            f"pinned device {', '.join(map(repr, unknown))} not found; devices: {', '.join(by_id) or 'none'}"
+        )
+    if len(set(pinned)) != len(pinned):
+        raise InvalidRequest(f"pinned devices {list(pinned)} repeat a device; each rank needs its own device")
+    if len(pinned) != tp:
+        raise InvalidRequest(f"{len(pinned)} pinned devices for tp={tp}; pin exactly one device per rank")
+    return [by_id[device_id] for device_id in pinned]
+
+
+def _fits(
+    plan: Plan, devices: Sequence[DeviceView], pinned: Sequence[str] | None, pending: Mapping[str, int]
+) -> bool:
+    try:
+        chosen = _choose_devices(plan, devices, pinned, pending)
+    except (SpawnRefused, InvalidRequest):
+        return False
+    return all(
+        rank.total <= _available(device, pending) for rank, device in zip(plan.ranks, chosen, strict=True)
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# What would fit instead
+
+
+def _largest_fitting(upper: int, fits: Callable[[int], bool]) -> int | None:
+    """Return the largest n in [1, upper] with fits(n), for fits that stops holding as n grows."""
+    if upper < 1 or not fits(1):
+        return None
+    low, high = 1, upper
+    while low < high:
+        middle = (low + high + 1) // 2
+        if fits(middle):
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def _advice(
+    plan: Plan, devices: Sequence[DeviceView], pinned: Sequence[str] | None, pending: Mapping[str, int]
+) -> dict[str, Any]:
+    inputs = plan.inputs
+    advice: dict[str, Any] = {}
+
+    def fits(candidate: Plan) -> bool:
+        return _fits(candidate, devices, pinned, pending)
+
+    if inputs.kind == "inference":
+        assert inputs.kv_cache_len is not None
+        advice["max_kv_cache_len"] = _largest_fitting(
+            inputs.kv_cache_len - 1, lambda n: fits(plan.replan(kv_cache_len=n))
+        )
+    else:
+        assert inputs.max_batch_size is not None
+        advice["max_batch_size"] = _largest_fitting(
+            inputs.max_batch_size - 1, lambda n: fits(plan.replan(max_batch_size=n))
+        )
+        if not inputs.adapter:
+            advice["adapter"] = _adapter_advice(plan, fits)
+        advice["inference"] = _inference_advice(plan, fits)
+    advice["tp"] = _tp_advice(plan, devices, pending)
+    return advice
+
+
+def _adapter_advice(plan: Plan, fits: Callable[[Plan], bool]) -> dict[str, Any]:
+    adapter_plan = plan.replan(adapter=True)
+    if fits(adapter_plan):
+        return {"fits": True, "max_batch_size": plan.inputs.max_batch_size, "total_bytes": adapter_plan.total}
+    largest = _largest_fitting(
+        (plan.inputs.max_batch_size or 1) - 1, lambda n: fits(plan.replan(adapter=True, max_batch_size=n))
+    )
+    return {"fits": False, "max_batch_size": largest, "total_bytes": adapter_plan.total}
+
+
+def _inference_advice(plan: Plan, fits: Callable[[Plan], bool]) -> dict[str, Any]:
+    facts = plan.facts
+    upper = plan.inputs.kv_cache_len or facts.max_position_embeddings or 131072
+    largest = _largest_fitting(
+        upper, lambda n: fits(plan.replan(kind="inference", kv_cache_len=n, max_batch_size=None))
+    )
+    return {"fits": largest is not None, "max_kv_cache_len": largest, "requested_kv_cache_len": upper}
+
+
+def _tp_advice(plan: Plan, devices: Sequence[DeviceView], pending: Mapping[str, int]) -> dict[str, Any]:
+    """Find the smallest higher tp that fits on the most available devices (pins dropped)."""
+    tp = plan.inputs.tp
+    higher = [n for n in plan.facts.valid_tp() if n > tp]
+    possible = [n for n in higher if n <= len(devices)]
+    for candidate in possible:
+        candidate_plan = plan.replan(tp=candidate)
+        if _fits(candidate_plan, devices, None, pending):
+            return {"fits": True, "tp": candidate, "total_bytes_per_rank": candidate_plan.total}
+    return {"fits": False, "tp": None, "tried": possible, "device_count": len(devices), "higher_tp": higher}
+
+
+# ---------------------------------------------------------------------------------------
+# Refusal message and data
+
+
+def _refusal_message(plan: Plan, ranks: Sequence[RankPlacement], advice: Mapping[str, Any]) -> str:
+    failing = [rank for rank in ranks if rank.planned_bytes > rank.available_bytes]
+    worst = max(failing, key=lambda rank: rank.planned_bytes - rank.available_bytes)
+    worst_plan = plan.ranks[worst.rank]
+
+    lines = [f"Spawn does not fit: {plan.describe()}."]
+    for rank in failing:
+        lines.append(
+            f"Rank {rank.rank} needs {format_gib(rank.planned_bytes)} but {rank.device} has "
+            f"{format_gib(rank.available_bytes)} free."
+        )
+    lines.append(f"Planned memory of rank {worst.rank} by component:")
+    lines.extend("  " + line for line in plan.component_lines(worst_plan))
+    lines.append(
+        f"  total {format_gib(worst.planned_bytes)} against {format_gib(worst.available_bytes)} free on {worst.device}"
+    )
+    lines.append("What would fit:")
+    lines.extend("  - " + line for line in _advice_lines(plan, advice))
+    return "\n".join(lines)
+
+
+def _advice_lines(plan: Plan, advice: Mapping[str, Any]) -> list[str]:
+    inputs = plan.inputs
+    lines = []
+    if "max_kv_cache_len" in advice:
+        largest = advice["max_kv_cache_len"]
+        lines.append(
+            f"kv_cache_len={largest} (largest that fits; requested {inputs.kv_cache_len})"
+            if largest
+            else "no kv_cache_len: the weights and overhead alone do not fit"
+        )
+    if "max_batch_size" in advice:
+        largest = advice["max_batch_size"]
+        lines.append(
+            f"max_batch_size={largest} tokens (largest that fits; requested {inputs.max_batch_size})"
+            if largest
+            else "no max_batch_size: weights, gradients and optimizer state alone do not fit"
+        )
+    if "adapter" in advice:
+        adapter = advice["adapter"]
+        if adapter["fits"]:
+            lines.append(
+                f"adapter training (.with_adapter()) fits at max_batch_size={inputs.max_batch_size}: "
+                f"{format_gib(adapter['total_bytes'])} per rank"
+            )
+        elif adapter["max_batch_size"]:
+            lines.append(
+                f"adapter training (.with_adapter()) fits with max_batch_size={adapter['max_batch_size']}"
+            )
+        else:
+            lines.append("adapter training (.with_adapter()) does not fit either")
+    if "inference" in advice:
+        inference = advice["inference"]
+        largest, requested = inference["max_kv_cache_len"], inference["requested_kv_cache_len"]
+        if largest == requested:
+            lines.append(f"an inference spawn fits with kv_cache_len={requested}")
+        elif largest:
+            lines.append(f"an inference spawn fits with kv_cache_len up to {largest}")
+        else:
+            lines.append("an inference spawn does not fit either")
+    lines.append(_tp_line(plan, advice["tp"]))
+    return lines
+
+
+def _tp_line(plan: Plan, tp_advice: Mapping[str, Any]) -> str:
+    if tp_advice["fits"]:
+        return (
+            f"tp={tp_advice['tp']} fits on the devices with the most free memory: "
+            f"{format_gib(tp_advice['total_bytes_per_rank'])} per rank"
+        )
+    if not tp_advice["higher_tp"]:
+        return f"no higher tp: tp={plan.inputs.tp} already splits all {plan.facts.heads} attention heads"
+    if not tp_advice["tried"]:
+        return (
+            f"a higher tp ({', '.join(map(str, tp_advice['higher_tp']))}) needs more devices than the "
+            f"{tp_advice['device_count']} available"
+        )
+    return f"no higher tp fits on the {tp_advice['device_count']} devices (tried tp={tp_advice['tried']})"
+
+
+def _refusal_data(plan: Plan, ranks: Sequence[RankPlacement], advice: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "reason": "does_not_fit",
+        "model": plan.facts.name,
+        "plan": plan.to_dict(),
+        "ranks": [dict(rank.to_dict(), fits=rank.planned_bytes <= rank.available_bytes) for rank in ranks],
+        "advice": dict(advice),
+    }

@@ -1,0 +1,1 @@
+"""The recipe runner, ``python -m galley.run``; see ``galley.run.main``."""

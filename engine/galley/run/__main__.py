@@ -1,0 +1,5 @@
+import sys
+
+from galley.run.main import main
+
+sys.exit(main())

@@ -1,0 +1,69 @@
+"""Printing the engine's spawn plans under ``galley.run --dry-run``.
+
+The engine's ``plan`` method returns the resolved spawn parameters, the chosen devices and
+the planner's ``plan``: bytes per component for the largest rank, the total, and a note per
+component saying whether its number is exact or an estimate.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+GIB = 1024**3
+
+DRY_RUN_STOP_MESSAGE = "dry run: stopped before the first compute call"
+
+
+def format_gib(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    return f"{value / GIB:.2f} GiB"
+
+
+def format_plan(result: dict[str, Any]) -> str:
+    """Render a ``plan`` result: one line for the spawn, then planned GiB per component."""
+    lines = [_spawn_line(result)]
+    plan = result.get("plan")
+    if isinstance(plan, dict) and isinstance(plan.get("components"), dict):
+        lines.extend(_component_lines(plan))
+    else:
+        lines.append("  no memory plan for this model")
+    return "\n".join(lines)
+
+
+def _spawn_line(result: dict[str, Any]) -> str:
+    settings = [f"tp={result.get('tp')}"]
+    if result.get("kind") == "train":
+        settings.append(f"max_batch_size={result.get('max_batch_size')}")
+        settings.append("LoRA adapter" if result.get("adapter") else "full weights")
+    else:
+        settings.append(f"kv_cache_len={result.get('kv_cache_len')}")
+    if result.get("scalar"):
+        settings.append("value head")
+    devices = ", ".join(result.get("devices") or []) or "no device"
+    return (
+        f"dry run: {result.get('kind')} spawn {result.get('name')!r} of {result.get('model_key')} "
+        f"({', '.join(settings)}) on {devices}"
+    )
+
+
+def _component_lines(plan: dict[str, Any]) -> list[str]:
+    ranks = len(plan.get("ranks") or [1])
+    scope = f"largest of {ranks} ranks" if ranks > 1 else "one rank"
+    dtype = plan.get("weight_dtype", "model dtype")
+    lines = [f"  planned memory ({scope}, {dtype} weights):"]
+
+    components: dict[str, Any] = plan["components"]
+    notes: dict[str, Any] = plan.get("notes") or {}
+    width = max(len(name) for name in [*components, "total"])
+    for name, size in components.items():
+        calibration = (notes.get(name) or {}).get("calibration")
+        suffix = f"  ({calibration})" if calibration else ""
+        lines.append(f"    {name:<{width}}  {format_gib(size):>11}{suffix}")
+    lines.append(f"    {'total':<{width}}  {format_gib(plan.get('total')):>11}")
+    return lines
+
+
+def print_plan(result: Any) -> None:
+    text = format_plan(result) if isinstance(result, dict) else f"dry run: plan {result!r}"
+    print(text, flush=True)

@@ -1,0 +1,258 @@
+"""``python -m galley.run`` end to end against a real engine (the session's ``tiny_engine``).
+
+The seed recipes run unchanged: the engine serves tiny generated models under their keys
+(``llama-3.1-8b-instruct``, ``qwen3-32b``). Run events are read from a real pipe passed as
+``GALLEY_EVENTS_FD``, as the control plane's run manager passes it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_runner import ENGINE_DIR, last_line, recipes, registry_env, registry_url, run_galley, write_recipe
+
+pytestmark = pytest.mark.slow
+
+__all__ = ["recipes", "registry_url"]  # fixtures imported from test_runner
+
+
+def engine_env(engine) -> dict[str, str]:
+    return {"GALLEY_ENGINE_URL": engine.url, "GALLEY_ENGINE_TOKEN": engine.token}
+
+
+def run_with_events(
+    *args: str, cwd: Path, env: dict[str, str]
+) -> tuple[subprocess.CompletedProcess[str], list[dict]]:
+    """Run the runner with GALLEY_EVENTS_FD on a pipe; return the result and the events written."""
+    read_fd, write_fd = os.pipe()
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("GALLEY_")} | {
+        "PYTHONPATH": str(ENGINE_DIR),
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "GALLEY_EVENTS_FD": str(write_fd),
+    }
+    environment.update(env)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "galley.run", *args],
+        cwd=cwd,
+        env=environment,
+        pass_fds=(write_fd,),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    os.close(write_fd)
+    with os.fdopen(read_fd, encoding="utf-8") as reader:
+        events = [json.loads(line) for line in reader]
+    stdout, stderr = process.communicate(timeout=300)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr), events
+
+
+def test_seed_builders_runs(recipes, tiny_engine):
+    result = run_galley("seed_builders.py", cwd=recipes, env=engine_env(tiny_engine))
+    assert result.returncode == 0, result.stderr
+
+
+def test_seed_builders_runs_as_script(recipes, tiny_engine):
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("GALLEY_")}
+    environment |= {"PYTHONPATH": str(ENGINE_DIR)} | engine_env(tiny_engine)
+    result = subprocess.run(
+        [sys.executable, "seed_builders.py"],
+        cwd=recipes,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_seed_spawns_reports_both_spawns(recipes, tiny_engine):
+    result, events = run_with_events("seed_spawns.py", cwd=recipes, env=engine_env(tiny_engine))
+    assert result.returncode == 0, result.stderr
+    assert events == [
+        {"type": "spawn", "name": "train_model", "kind": "train", "model_key": "llama-3.1-8b-instruct"},
+        {"type": "spawn", "name": "inf_model", "kind": "inference", "model_key": "llama-3.1-8b-instruct"},
+    ]
+
+
+def test_seed_config_runs_with_registry_check(recipes, tiny_engine, registry_url):
+    env = registry_env(registry_url) | engine_env(tiny_engine)
+    result, events = run_with_events("seed_config.py", "--config", "seed_config.json", cwd=recipes, env=env)
+    assert result.returncode == 0, result.stderr
+    assert events == [
+        {"type": "spawn", "name": "model_trained", "kind": "train", "model_key": "llama-3.1-8b-instruct"}
+    ]
+
+
+def test_recipe_runs_without_torch_and_reports_events(tmp_path, tiny_engine):
+    write_recipe(
+        tmp_path,
+        "events.py",
+        """
+        import sys
+        from adaptive_harmony import StringThread
+        from adaptive_harmony.runtime import InputConfig, RecipeContext, recipe_main
+
+
+        class Config(InputConfig):
+            steps: int = 2
+
+
+        @recipe_main
+        async def main(config: Config, ctx: RecipeContext):
+            model = await ctx.client.model(
+                "model_registry://llama-3.1-8b-instruct", kv_cache_len=1024, tokens_to_generate=4
+            ).spawn_inference("reader")
+            ctx.job.register_stages(["score"])
+            for step in range(config.steps):
+                logprob = await model.logprobs(StringThread([("user", "Hi"), ("assistant", "Hello")]))
+                ctx.log_metric("logprob", logprob, step=step)
+                ctx.job.report_progress("score", config.steps, step + 1)
+            (ctx.run_dir / "done.txt").write_text("ok")
+            print("run id:", ctx.run_id)
+            print("torch loaded:", "torch" in sys.modules, "transformers loaded:", "transformers" in sys.modules)
+        """,
+    )
+    run_dir = tmp_path / "run-files"
+    env = engine_env(tiny_engine) | {"GALLEY_RUN_ID": "run-42", "GALLEY_RUN_DIR": str(run_dir)}
+    result, events = run_with_events("events.py", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "torch loaded: False transformers loaded: False" in result.stdout
+    assert "run id: run-42" in result.stdout
+    assert (run_dir / "done.txt").read_text() == "ok"
+    kinds = [event["type"] for event in events]
+    assert kinds == ["spawn", "stages", "metric", "progress", "metric", "progress"]
+    metrics = [event for event in events if event["type"] == "metric"]
+    assert [metric["step"] for metric in metrics] == [0, 1]
+    assert metrics[0]["value"] == pytest.approx(metrics[1]["value"])
+    assert events[-1] == {"type": "progress", "stage": "score", "total": 2, "done": 2}
+
+
+def test_recipe_that_raises_exits_1_with_line(tmp_path, tiny_engine):
+    write_recipe(
+        tmp_path,
+        "refused.py",
+        """
+        from galley.runtime import RecipeContext, recipe_main
+
+
+        @recipe_main
+        async def main(ctx: RecipeContext):
+            builder = ctx.client.model("model_registry://qwen3-32b").tp(3)
+            await builder.spawn_inference("too-split")
+        """,
+    )
+    result = run_galley("refused.py", cwd=tmp_path, env=engine_env(tiny_engine))
+    assert result.returncode == 1
+    assert 'File "' in result.stderr
+    assert "galley/run/main.py" not in result.stderr
+    assert last_line(result.stderr).startswith("error: refused.py:7: SpawnRefused: tp=3 does not divide")
+
+
+def test_unknown_model_in_recipe_lists_known_keys(tmp_path, tiny_engine):
+    write_recipe(
+        tmp_path,
+        "unknown.py",
+        """
+        from galley.runtime import recipe_main
+
+
+        @recipe_main
+        async def main(ctx):
+            await ctx.client.model("model_registry://llama-9000").spawn_inference("x")
+        """,
+    )
+    result = run_galley("unknown.py", cwd=tmp_path, env=engine_env(tiny_engine))
+    assert result.returncode == 1
+    line = last_line(result.stderr)
+    assert line.startswith("error: unknown.py:6: ModelNotFound: ")
+    assert "llama-3.1-8b-instruct" in line
+    assert "qwen3-32b" in line
+
+
+def test_dry_run_plans_spawns(recipes, tiny_engine):
+    result, events = run_with_events("seed_spawns.py", "--dry-run", cwd=recipes, env=engine_env(tiny_engine))
+    assert result.returncode == 0, result.stderr
+    assert events == []  # nothing was spawned
+    assert (
+        "dry run: train spawn 'train_model' of llama-3.1-8b-instruct (tp=1, max_batch_size=4096"
+        in result.stdout
+    )
+    assert (
+        "dry run: inference spawn 'inf_model' of llama-3.1-8b-instruct (tp=1, kv_cache_len=100000)"
+        in result.stdout
+    )
+    assert "optimizer_state" in result.stdout
+    assert "kv_cache" in result.stdout
+    assert result.stdout.strip().splitlines()[-1] == "dry run: the recipe finished without a compute call"
+
+
+def test_dry_run_stops_at_first_compute_call(tmp_path, tiny_engine):
+    write_recipe(
+        tmp_path,
+        "computes.py",
+        """
+        from galley import StringThread
+        from galley.runtime import recipe_main
+
+
+        @recipe_main
+        async def main(ctx):
+            model = await ctx.client.model("model_registry://qwen3-32b").spawn_inference("chat")
+            try:
+                await model.generate(StringThread([("user", "Hi")]))
+            except Exception:
+                print("a recipe's except Exception must not catch the dry-run stop")
+            print("not reached")
+        """,
+    )
+    result = run_galley("computes.py", "--dry-run", cwd=tmp_path, env=engine_env(tiny_engine))
+    assert result.returncode == 0, result.stderr
+    assert "dry run: inference spawn 'chat' of qwen3-32b" in result.stdout
+    assert "dry run: stopped before the first compute call (generate on spawn 'chat')" in result.stdout
+    assert "not reached" not in result.stdout
+    assert "must not catch" not in result.stdout
+
+
+def test_sigterm_cancels_the_recipe(tmp_path, tiny_engine):
+    write_recipe(
+        tmp_path,
+        "waits.py",
+        """
+        import asyncio
+        from galley.runtime import recipe_main
+
+
+        @recipe_main
+        async def main(ctx):
+            try:
+                print("waiting", flush=True)
+                await asyncio.sleep(120)
+            finally:
+                print("cleaned up", flush=True)
+        """,
+    )
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("GALLEY_")}
+    environment |= {"PYTHONPATH": str(ENGINE_DIR)} | engine_env(tiny_engine)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "galley.run", "waits.py"],
+        cwd=tmp_path,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == "waiting"
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143
+    assert "cleaned up" in stdout
+    assert last_line(stderr) == "error: waits.py:5: cancelled by SIGTERM"

@@ -1,0 +1,93 @@
+// Models and datasets of the registry, with a model's details beside the table.
+import { useEffect, useState } from "react";
+
+import { count } from "../../lib/format";
+import { useRegistry } from "../../stores/registry";
+import { useUi } from "../../stores/ui";
+import { ImportForm } from "./ImportForm";
+import { ModelDetail } from "./ModelDetail";
+
+export function RegistryScreen() {
+  const models = useRegistry((state) => state.models);
+  const datasets = useRegistry((state) => state.datasets);
+  const reportError = useUi((state) => state.reportError);
+  const [selected, setSelected] = useState<string | null>(null);
+
+  useEffect(() => {
+    void useRegistry.getState().load().catch((error: unknown) => reportError("Loading the registry", error));
+  }, [reportError]);
+
+  const model = models.find((entry) => entry.key === selected) ?? models[0];
+  return (
+    <div className="page registry">
+      <div className="registry-main">
+        <h2>Models</h2>
+        <table className="table" data-testid="models-table">
+          <thead>
+            <tr>
+              <th>key</th>
+              <th>kind</th>
+              <th>family</th>
+              <th>parameters</th>
+              <th>kv_cache_len</th>
+              <th>tokens_to_generate</th>
+              <th>tp</th>
+              <th>parent</th>
+            </tr>
+          </thead>
+          <tbody>
+            {models.map((entry) => (
+              <tr
+                key={entry.key}
+                className={entry.key === model?.key ? "selected" : ""}
+                data-testid="model-row"
+                data-key={entry.key}
+                onClick={() => setSelected(entry.key)}
+              >
+                <td>{entry.key}</td>
+                <td>{entry.kind}</td>
+                <td>{entry.facts.family}</td>
+                <td>{count(entry.facts.parameters)}</td>
+                <td>{entry.defaults.kv_cache_len}</td>
+                <td>{entry.defaults.tokens_to_generate}</td>
+                <td>{entry.defaults.tp}</td>
+                <td>{entry.lineage.parent_key ?? entry.base_key ?? "–"}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+
+        <h2>Datasets</h2>
+        <table className="table" data-testid="datasets-table">
+          <thead>
+            <tr>
+              <th>key</th>
+              <th>format</th>
+              <th>rows</th>
+              <th>file</th>
+            </tr>
+          </thead>
+          <tbody>
+            {datasets.map((dataset) => (
+              <tr key={dataset.key}>
+                <td>{dataset.key}</td>
+                <td>{dataset.format}</td>
+                <td>{dataset.rows ?? "–"}</td>
+                <td>{dataset.path}</td>
+              </tr>
+            ))}
+            {datasets.length === 0 && (
+              <tr>
+                <td colSpan={4} className="muted">
+                  No datasets registered.
+                </td>
+              </tr>
+            )}
+          </tbody>
+        </table>
+        <ImportForm />
+      </div>
+      {model && <ModelDetail key={model.key} model={model} />}
+    </div>
+  );
+}

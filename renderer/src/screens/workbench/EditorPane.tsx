@@ -1,0 +1,112 @@
+// Editor tabs over Monaco. Ctrl/Cmd+S saves the active file; an error location from a run
+// scrolls to its line and marks it.
+import Editor, { type OnMount } from "@monaco-editor/react";
+import { useEffect, useRef, useState } from "react";
+
+import { monaco } from "../../monaco/setup";
+import { useUi } from "../../stores/ui";
+import { isDirty, useWorkspace } from "../../stores/workspace";
+
+type CodeEditor = Parameters<OnMount>[0];
+
+export interface LineMarker {
+  path: string;
+  line: number;
+  message: string;
+}
+
+const MARKER_OWNER = "galley-run";
+
+export function saveActive(): void {
+  const { active, save } = useWorkspace.getState();
+  if (active) void save(active).catch((error: unknown) => useUi.getState().reportError(`Saving ${active}`, error));
+}
+
+export function EditorPane({ marker }: { marker: LineMarker | null }) {
+  const tabs = useWorkspace((state) => state.tabs);
+  const active = useWorkspace((state) => state.active);
+  const files = useWorkspace((state) => state.files);
+  const reveal = useWorkspace((state) => state.reveal);
+  const edit = useWorkspace((state) => state.edit);
+  const close = useWorkspace((state) => state.close);
+  const editorRef = useRef<CodeEditor | null>(null);
+  // Exposed as data-cursor-line so that tests can check where an error link put the cursor.
+  const [cursorLine, setCursorLine] = useState(1);
+
+  const file = active ? files[active] : undefined;
+
+  useEffect(() => {
+    const editor = editorRef.current;
+    if (!editor || !reveal || reveal.path !== active) return;
+    editor.revealLineInCenter(reveal.line);
+    editor.setPosition({ lineNumber: reveal.line, column: 1 });
+    editor.focus();
+  }, [reveal, active]);
+
+  useEffect(() => {
+    const model = editorRef.current?.getModel();
+    if (!model) return;
+    const markers =
+      marker && marker.path === active
+        ? [
+            {
+              severity: monaco.MarkerSeverity.Error,
+              message: marker.message,
+              startLineNumber: marker.line,
+              endLineNumber: marker.line,
+              startColumn: 1,
+              endColumn: model.getLineMaxColumn(Math.min(marker.line, model.getLineCount())),
+            },
+          ]
+        : [];
+    monaco.editor.setModelMarkers(model, MARKER_OWNER, markers);
+  }, [marker, active, file?.saved]);
+
+  const onMount: OnMount = (editor) => {
+    editorRef.current = editor;
+    editor.onDidChangeCursorPosition((event) => setCursorLine(event.position.lineNumber));
+    editor.addCommand(monaco.KeyMod.CtrlCmd | monaco.KeyCode.KeyS, saveActive);
+    const { reveal: pending, active: current } = useWorkspace.getState();
+    if (pending && pending.path === current) {
+      editor.revealLineInCenter(pending.line);
+      editor.setPosition({ lineNumber: pending.line, column: 1 });
+    }
+  };
+
+  return (
+    <section className="editor-pane">
+      <div className="tabs" data-testid="editor-tabs">
+        {tabs.map((path) => (
+          <div key={path} className={path === active ? "tab active" : "tab"} data-testid="editor-tab" data-path={path}>
+            <button className="tab-name" onClick={() => void useWorkspace.getState().open(path)}>
+              {path}
+              {isDirty(files[path]) && <span className="dirty" title="Unsaved changes"> ●</span>}
+            </button>
+            <button className="tab-close" aria-label={`Close ${path}`} onClick={() => close(path)}>
+              ×
+            </button>
+          </div>
+        ))}
+        <span className="spacer" />
+        <button className="small" data-testid="save-button" disabled={!isDirty(file)} onClick={saveActive}>
+          Save
+        </button>
+      </div>
+      <div className="editor" data-testid="editor" data-path={active ?? ""} data-cursor-line={cursorLine}>
+        {file ? (
+          <Editor
+            path={file.path}
+            language="python"
+            theme="vs-dark"
+            value={file.content}
+            onChange={(value) => edit(file.path, value ?? "")}
+            onMount={onMount}
+            options={{ minimap: { enabled: false }, fontSize: 13, scrollBeyondLastLine: false, automaticLayout: true }}
+          />
+        ) : (
+          <div className="empty">Open a recipe from the list on the left.</div>
+        )}
+      </div>
+    </section>
+  );
+}

@@ -1,0 +1,41 @@
+// Screen navigation, the connection state and the notices shown in the corner.
+import { create } from "zustand";
+
+import { describeError } from "../api/client";
+import type { ConnectionState } from "../transport/transport";
+
+export type Screen = "workbench" | "gpus" | "runs" | "registry" | "playground";
+
+export interface Notice {
+  id: number;
+  kind: "error" | "info";
+  text: string;
+}
+
+interface UiState {
+  screen: Screen;
+  connection: ConnectionState;
+  notices: Notice[];
+  show(screen: Screen): void;
+  setConnection(state: ConnectionState): void;
+  notify(kind: Notice["kind"], text: string): void;
+  /** Shows a failed action as an error notice: what was being done, then the reason. */
+  reportError(action: string, error: unknown): void;
+  dismiss(id: number): void;
+}
+
+let nextNoticeId = 1;
+
+export const useUi = create<UiState>()((set) => ({
+  screen: "workbench",
+  connection: "connecting",
+  notices: [],
+  show: (screen) => set({ screen }),
+  setConnection: (connection) => set({ connection }),
+  notify: (kind, text) => set((state) => ({ notices: [...state.notices, { id: nextNoticeId++, kind, text }] })),
+  reportError: (action, error) =>
+    set((state) => ({
+      notices: [...state.notices, { id: nextNoticeId++, kind: "error", text: `${action} failed: ${describeError(error)}` }],
+    })),
+  dismiss: (id) => set((state) => ({ notices: state.notices.filter((notice) => notice.id !== id) })),
+}));

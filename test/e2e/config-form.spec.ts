@@ -1,0 +1,37 @@
+// The config form generated from a recipe's InputConfig: registry picker, validation of every
+// field before the run starts, and the values reaching the recipe.
+import { expect, openRecipe, runAndWait, screenshot, test } from "./fixtures";
+
+test("config form validates before running", async ({ workbench: page }) => {
+  await openRecipe(page, "config_form.py");
+  const form = page.getByTestId("config-form");
+  await expect(form).toBeVisible();
+
+  const model = page.getByTestId("config-model");
+  await expect(model).toHaveValue("galley-tiny-qwen3");
+  await expect(model.locator("option", { hasText: "galley-tiny-qwen3" })).toHaveCount(1);
+  await expect(page.getByTestId("config-replies")).toHaveValue("3");
+
+  // Two invalid values at once: both are listed, and no run starts.
+  await page.getByTestId("config-replies").fill("0");
+  await page.getByTestId("config-temperature").fill("5");
+  await page.getByTestId("run-button").click();
+  const problems = page.getByTestId("config-problem");
+  await expect(problems).toHaveCount(2);
+  await expect(problems.nth(0)).toHaveText("replies must be at least 1, got 0");
+  await expect(problems.nth(1)).toHaveText("temperature must be at most 2, got 5");
+  await expect(page.getByTestId("run-status")).toHaveCount(0);
+  await screenshot(page, "config-form-invalid");
+
+  await page.getByTestId("config-replies").fill("2");
+  await page.getByTestId("config-temperature").fill("0");
+  await page.getByTestId("config-prompt").fill("Name three GPUs.");
+  expect(await runAndWait(page)).toBe("succeeded");
+
+  const output = page.getByTestId("console");
+  await expect(output).toContainText("reply 1:");
+  await expect(output).toContainText("reply 2:");
+  await expect(output).not.toContainText("reply 3:");
+  await expect(page.locator('[data-testid="progress"] [data-stage="generate"]')).toContainText("2/2");
+  await screenshot(page, "config-form");
+});
