@@ -1,9 +1,12 @@
 """Wire format of the engine's WebSocket RPC, shared by the engine and the SDK.
 
 Transport: one JSON text frame per message on ``ws://127.0.0.1:PORT/``. The HTTP upgrade
-request carries ``Authorization: Bearer <token>``; the engine closes any other connection
-with code 4401. One connection is one session: the spawns it creates belong to it and are
-released when it closes, after the keep-warm TTL.
+request carries ``Authorization: Bearer <token>``, and the engine rejects any other upgrade
+with HTTP 401, so no WebSocket opens. The recipe runner may also send ``X-Galley-Run-Id``
+and ``X-Galley-Recipe-Hash``, which become the lineage of models the session saves.
+One connection is one session: the spawns it creates belong to it. When it closes, its
+inference spawns are kept for the keep-warm TTL (an identical spawn of a later session gets
+one back, ``SpawnResult.reused``), and its training spawns are released at once.
 
 A client sends a ``Request``; the engine answers each with a ``Response`` that carries the
 same ``id`` and either ``result`` or ``error``. Frames without an ``id`` are ``Event``s pushed
@@ -155,6 +158,12 @@ class DeallocParams(WireModel):
     spawn: str
 
 
+class ReleaseParams(WireModel):
+    """End a spawn of any session by its id (``SpawnTelemetry.id``), e.g. from the workbench."""
+
+    spawn_id: str
+
+
 class PlanParams(WireModel):
     """Plan a spawn without starting it (``galley run --dry-run``)."""
 
@@ -175,6 +184,7 @@ METHODS: dict[str, type[WireModel] | None] = {
     "spawn": SpawnParams,
     "op": OpParams,
     "dealloc": DeallocParams,
+    "release": ReleaseParams,
     "plan": PlanParams,
     "list_spawns": None,
     "devices": None,
@@ -196,14 +206,31 @@ METHODS: dict[str, type[WireModel] | None] = {
 #   serialize_thread    {thread: AnyThreadWire} -> {ids: [int], image_tokens: [], weights: [float]}
 #   logprobs            {thread: AnyThreadWire} -> {logprob: float}
 #   logprobs_per_token  {thread: AnyThreadWire} -> {logprobs: [float]}
-#   raw_logprobs        {ids: [int]} -> {logprobs: [float]}
+#   raw_logprobs        {ids: [int]} -> {logprobs: [float]}  (one per id after the first)
 #   score               {thread: AnyThreadWire} -> {scores: [float]}
 #   score_last_token    {thread: AnyThreadWire} -> {score: float}
 #   train_*             (see the training module) -> {tokens: int, dropped: bool}
 #   optim_step          {lr, wd, max_grad_norm, skip_nan_gradients} -> stats
 #   get_optim_step      {} -> {step: int};  set_optim_step {step: int} -> {step: int}
-#   save                {model_name: str, inference_only: bool} -> {key: str}
-#   clone_inf           {name: str} -> SpawnResult
+#   save                {model_name: str, inference_only: bool} -> {key: str, path: str}
+#   clone_inf           {name: str} -> SpawnResult of the frozen copy, a new spawn named ``name``
+#
+# logprobs, logprobs_per_token and score cover the weighted tokens of the rendered thread
+# (position t >= 1 with a positive weight); completion_ids never include the final EOS token.
+#
+# Results of the other methods:
+#   health          -> {ok: true, protocol_version, pid, uptime_s}
+#   session_info    -> {session, protocol_version, keep_warm_s, device_kind, spawns: [name]}
+#   spawn           -> SpawnResult
+#   dealloc         -> {name, released: true, pids: [int]}  (the processes have exited)
+#   release         -> {id, name, session, released: true, pids: [int]}; ends a spawn of any
+#                      session, whose owner then gets not_found on its next op
+#   plan            -> {name, kind, model_key, tp, kv_cache_len, tokens_to_generate, max_batch_size,
+#                       adapter, scalar, devices: [str], plan: Plan dict | null}; raises what spawn
+#                       would raise (spawn_refused with the planner's message and data)
+#   list_spawns     -> {spawns: [SpawnTelemetry]} of every session
+#   devices         -> {devices: [DeviceInfo]}
+#   subscribe       -> {topics, interval_s}; then "telemetry" Events on this connection
 
 
 # ---------------------------------------------------------------------------------------
@@ -302,6 +329,10 @@ class SpawnTelemetry(WireModel):
     op_counts: dict[str, int] = Field(default_factory=dict)
     tokens_per_second: float | None = None
     created_at: float
+    # The resolved spawn configuration, so a client can see which defaults a spawn took.
+    kv_cache_len: int | None = None
+    tokens_to_generate: int | None = None
+    max_batch_size: int | None = None
 
 
 class Telemetry(WireModel):

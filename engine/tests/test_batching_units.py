@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Future
+
 import pytest
 import torch
 from transformers import MistralConfig, MistralForCausalLM
 
 from galley.engine.batching import ThroughputMeter, check_model_supported
+from galley.engine.batching.batch import SequenceState, split_by_length
 from galley.engine.batching.kv_cache import BatchKVCache
 from galley.engine.batching.sampling import RowSampling, choose_next_tokens
 
@@ -97,6 +100,20 @@ def test_cache_decode_write_grows_buffers():
     assert cache.keys[0][0, 0, 1:151, 0].tolist() == [float(step) for step in range(150)]
 
 
+def test_cache_reserve_rows_avoids_regrowth():
+    cache = BatchKVCache(LAYERS)
+    cache.reserve_rows(10)
+    keys, values, mask = prefill_states([2, 3, 3], width=3, seed=7)
+    cache.insert(keys, values, mask)
+    buffer = cache.keys[0].data_ptr()
+    more_keys, more_values, more_mask = prefill_states([1] * 7, width=1, seed=8)
+    cache.insert(more_keys, more_values, more_mask)
+
+    assert cache.rows == 10
+    assert cache.keys[0].data_ptr() == buffer, "the second insert reallocated the buffers"
+    torch.testing.assert_close(real_tokens(cache, 9), original_tokens(more_keys, more_mask, 6))
+
+
 def test_cache_empties_when_last_row_leaves():
     cache = BatchKVCache(LAYERS)
     keys, values, mask = prefill_states([3], width=3, seed=5)
@@ -105,6 +122,22 @@ def test_cache_empties_when_last_row_leaves():
     assert cache.rows == 0
     assert cache.length == 0
     assert cache.mask is None
+
+
+def test_prefill_buckets_bound_padding():
+    lengths = [int(x) for x in torch.randint(1, 60, (80,), generator=torch.Generator().manual_seed(6))]
+    group = [
+        SequenceState(future=Future(), prompt_ids=[0] * n, max_new_tokens=1, min_new_tokens=0, sampling=row())
+        for n in lengths
+    ]
+    buckets = split_by_length(group, max_padding=0.15)
+
+    assert sorted(id(s) for bucket in buckets for s in bucket) == sorted(id(s) for s in group)
+    assert len(buckets) < len(group) // 4, "buckets should hold many prompts each"
+    for bucket in buckets:
+        widths = [len(s.prompt_ids) for s in bucket]
+        if len(bucket) > 1:
+            assert 1 - sum(widths) / (len(widths) * max(widths)) <= 0.15
 
 
 # ---------------------------------------------------------------------------------------

@@ -107,7 +107,7 @@ async def test_plan_applies_engine_defaults(planning_engine):
 # -- admission of real spawns -------------------------------------------------------------
 
 
-async def test_full_training_that_does_not_fit_is_refused_before_any_worker(small_device_engine):
+async def test_oversized_spawn_refused_before_start(small_device_engine):
     async with EngineClient.connect(small_device_engine.url, small_device_engine.token) as client:
         with pytest.raises(EngineCallError) as error:
             await client.call(
@@ -123,7 +123,7 @@ async def test_full_training_that_does_not_fit_is_refused_before_any_worker(smal
     assert "assigned worker to spawn 'big'" not in small_device_engine.log_text()
 
 
-async def test_kept_spawn_is_released_to_admit_a_new_one(small_device_engine):
+async def test_kept_spawn_released_for_room(small_device_engine):
     async with EngineClient.connect(small_device_engine.url, small_device_engine.token) as first:
         await first.call(
             "spawn", name="old", kind="inference", model=inference_model("tiny", kv_cache_len=256)

@@ -141,7 +141,7 @@ async def test_generate_tokens_takes_a_tokenized_thread(engine, reference):
 # -- stopping -----------------------------------------------------------------------------
 
 
-async def test_tokens_to_generate_and_max_gen_len_bound_the_completion(engine):
+async def test_generation_length_limits(engine):
     thread = string_thread(("user", PROMPTS[2]))
     async with EngineClient.connect(engine.url, engine.token) as client:
         await spawn(client, "five", FAMILIES["llama"], tokens_to_generate=5)
@@ -170,7 +170,7 @@ async def test_generation_stops_at_eos_of_generation_config(engine, reference, e
         assert eos_token not in held["completion_ids"][: position + 3]
 
 
-async def test_prompt_longer_than_kv_cache_is_rejected_with_lengths(engine):
+async def test_prompt_beyond_kv_cache_rejected(engine):
     async with EngineClient.connect(engine.url, engine.token) as client:
         await spawn(client, "tiny-cache", FAMILIES["llama"], kv_cache_len=16)
         with pytest.raises(EngineCallError) as error:
@@ -237,7 +237,7 @@ async def test_logprobs_equal_transformers_forward(engine, reference):
     assert raw == pytest.approx(expected_raw.tolist(), abs=1e-4)
 
 
-async def test_score_on_a_model_without_value_head_is_rejected(engine):
+async def test_score_needs_value_head(engine):
     async with EngineClient.connect(engine.url, engine.token) as client:
         await spawn(client, "model", FAMILIES["llama"])
         with pytest.raises(EngineCallError) as error:
@@ -285,3 +285,20 @@ def test_engine_log_names_spawns_and_pids(engine):
     text = engine.log_text()
     assert re.search(r"spawning spawn 'model' \(id \w+, session \w+", text)
     assert re.search(r"spawn 'model' \(id \w+, session \w+, pid \d+\) ready in", text)
+
+
+async def test_concurrent_logprobs_match_one_by_one(engine):
+    threads = [
+        string_thread(("user", prompt), ("assistant", f"Answer {i}.")) for i, prompt in enumerate(PROMPTS * 2)
+    ]
+    async with EngineClient.connect(engine.url, engine.token) as client:
+        await spawn(client, "model", FAMILIES["qwen3"])
+        one_by_one = [(await client.op("model", "logprobs", thread=thread))["logprob"] for thread in threads]
+        together = await asyncio.gather(
+            *(client.op("model", "logprobs", thread=thread) for thread in threads),
+            client.op("model", "logprobs", thread={"turns": [["robot", "beep"]]}),
+            return_exceptions=True,
+        )
+    assert [result["logprob"] for result in together[:-1]] == pytest.approx(one_by_one, abs=1e-4)
+    assert isinstance(together[-1], EngineCallError)
+    assert "role 'robot'" in together[-1].message

@@ -151,3 +151,30 @@ async def test_save_on_inference_spawn_is_invalid(engine):
             await client.op("server", "save", model_name="nope")
     assert error.value.type == "invalid_request"
     assert "training spawn" in error.value.message
+
+
+async def test_saved_scoring_adapter_reloads_its_value_head(engine):
+    async with EngineClient.connect(engine.url, engine.token) as client:
+        spawned = await client.call(
+            "spawn",
+            name="reward",
+            kind="train",
+            max_batch_size=256,
+            model=inference_model("qwen3-32b", kv_cache_len=256, use_adapter=True, scoring=True),
+        )
+        assert spawned["scalar"] is True
+        before = (await client.op("reward", "score_last_token", thread=FACT))["score"]
+        for _ in range(3):
+            await client.op("reward", "train_mse", thread=FACT, target=before + 1.0)
+            await client.op("reward", "optim_step", lr=1e-2, wd=0.0, max_grad_norm=1.0)
+        trained = (await client.op("reward", "score_last_token", thread=FACT))["score"]
+        assert abs(trained - (before + 1.0)) < abs(before - (before + 1.0))
+
+        key = (await client.op("reward", "save", model_name="reward model"))["key"]
+        reloaded = await client.call(
+            "spawn", name="judge", kind="inference", model=inference_model(key, kv_cache_len=256)
+        )
+        assert reloaded["scalar"] is True  # the folder's value head, without .into_scoring_model()
+        assert (await client.op("judge", "score_last_token", thread=FACT))["score"] == pytest.approx(
+            trained, abs=1e-4
+        )

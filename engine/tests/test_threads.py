@@ -63,7 +63,7 @@ def test_ids_equal_chat_template(tokenizers, family):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_default_weights_cover_assistant_content_and_end_of_turn(tokenizers, family):
+def test_default_weights_cover_assistant_turns(tokenizers, family):
     tokenizer = tokenizers[family]
     rendered = render_thread(tokenizer, StringThreadWire(turns=CONVERSATION))
     eot = END_OF_TURN[family]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -23,14 +24,17 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
 
 
 def cuda_model(folder: Path) -> TrainableModel:
-    module = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16, attn_implementation="sdpa")
+    module: Any = AutoModelForCausalLM.from_pretrained(
+        folder, dtype=torch.bfloat16, attn_implementation="sdpa"
+    )
     return TrainableModel(module=module.to("cuda"), tokenizer=AutoTokenizer.from_pretrained(folder))
 
 
 def test_packing_no_leakage_cuda(tiny_model_dir: Path):
     model = cuda_model(tiny_model_dir)
     parts = ModelParts.from_module(model.module)
-    sequences = [[100 + i for i in range(40)], [900 + i for i in range(25)], [5000 + i for i in range(33)]]
+    # Rows of 40 tokens: the second and third sequences share a row.
+    sequences = [[100 + i for i in range(40)], [900 + i for i in range(15)], [5000 + i for i in range(20)]]
     altered = [[i + 7 for i in sequences[0]], sequences[1], sequences[2]]
 
     def packed(rows: list[list[int]]):

@@ -1,3 +1,4 @@
+import { ConfirmDialog } from "./components/ConfirmDialog";
 import { Notices } from "./components/Notices";
 import { TopBar } from "./components/TopBar";
 import { GpusScreen } from "./screens/gpus/GpusScreen";
@@ -23,6 +24,7 @@ export function App() {
         {screen === "playground" && <PlaygroundScreen />}
       </main>
       <Notices />
+      <ConfirmDialog />
     </div>
   );
 }

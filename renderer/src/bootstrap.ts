@@ -21,6 +21,12 @@ function routeEvent(event: ServerEvent): void {
     case "engine.status":
       useTelemetry.getState().applyEvent(event);
       break;
+    case "workspace.changed":
+      void useWorkspace
+        .getState()
+        .applyDiskChanges(event.paths)
+        .catch((error: unknown) => useUi.getState().reportError("Reloading files changed on disk", error));
+      break;
     case "registry.changed":
       void useRegistry
         .getState()

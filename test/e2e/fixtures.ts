@@ -15,14 +15,26 @@ export function serverUrl(): string {
   return url;
 }
 
+/** Opens the workbench page of a server and waits until it is connected. */
+export async function openWorkbench(page: Page, url: string): Promise<void> {
+  page.on("pageerror", (error) => console.error(`page error: ${error.message}`));
+  await page.goto(url);
+  await expect(page.getByTestId("connection-state")).toHaveText("connected");
+}
+
 export const test = base.extend<{ workbench: Page }>({
   workbench: async ({ page }, use) => {
-    page.on("pageerror", (error) => console.error(`page error: ${error.message}`));
-    await page.goto(serverUrl());
-    await expect(page.getByTestId("connection-state")).toHaveText("connected");
+    await openWorkbench(page, serverUrl());
     await use(page);
   },
 });
+
+/** Returns the absolute path of a file in the workspace of the server global-setup started. */
+export function workspaceFile(relative: string): string {
+  const home = process.env.GALLEY_E2E_HOME;
+  if (!home) throw new Error("GALLEY_E2E_HOME is not set; run the specs through test/playwright.config.ts");
+  return path.join(home, "workspace", relative);
+}
 
 export { expect };
 
@@ -47,10 +59,15 @@ export async function screenshot(page: Page, name: string): Promise<void> {
 }
 
 /** Creates a workspace file through the HTTP API, as a test precondition. */
-export async function createWorkspaceFile(page: Page, path: string, content: string): Promise<void> {
-  const url = new URL("/api/workspace/file", serverUrl());
+export async function createWorkspaceFile(
+  page: Page,
+  path: string,
+  content: string,
+  server = { url: serverUrl(), token: process.env.GALLEY_E2E_TOKEN ?? "" },
+): Promise<void> {
+  const url = new URL("/api/workspace/file", server.url);
   const response = await page.request.post(url.toString(), {
-    headers: { Authorization: `Bearer ${process.env.GALLEY_E2E_TOKEN}` },
+    headers: { Authorization: `Bearer ${server.token}` },
     data: { path, content },
   });
   expect(response.status(), await response.text()).toBe(201);

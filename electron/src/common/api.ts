@@ -15,7 +15,7 @@ import {
   SetDefaultsParams,
 } from "./models.js";
 import { ListRunsParams, Run, RunDetail, RunEvent, RunEventsParams, StartRunParams } from "./runs.js";
-import { EngineStatus, Telemetry, TelemetryHistoryParams } from "./telemetry.js";
+import { EngineStatus, ReleasedSpawn, ReleaseSpawnParams, Telemetry, TelemetryHistoryParams } from "./telemetry.js";
 import {
   CreateFileParams,
   PathParams,
@@ -203,6 +203,13 @@ export const api = {
     params: TelemetryHistoryParams,
     result: z.object({ samples: z.array(Telemetry) }),
     summary: "Get the telemetry samples of the last 10 minutes, oldest first.",
+  }),
+
+  "spawns.release": method({
+    http: { verb: "POST", path: "/api/spawns/:id/release" },
+    params: ReleaseSpawnParams,
+    result: ReleasedSpawn,
+    summary: "End a spawn of any session; the recipe that owns it gets not_found on its next op.",
   }),
 
   // Internal registry endpoints that the engine and the recipe runner call.

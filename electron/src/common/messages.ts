@@ -81,6 +81,9 @@ export const ServerEvent = z.discriminatedUnion("type", [
   z.object({ type: z.literal("engine.status"), status: EngineStatus }),
   // A model or dataset was added, changed or removed; clients reload the registry lists.
   z.object({ type: z.literal("registry.changed"), key: z.string() }),
+  // Files or folders of the workspace changed on disk (workspace-relative paths, at most a
+  // few hundred per event); clients reload the file list and the open files among them.
+  z.object({ type: z.literal("workspace.changed"), paths: z.array(z.string()) }),
 ]);
 export type ServerEvent = z.infer<typeof ServerEvent>;
 

@@ -57,6 +57,10 @@ export const SpawnTelemetry = z
     op_counts: z.record(z.string(), z.number()).default({}),
     tokens_per_second: z.number().nullable().optional(),
     created_at: z.number(),
+    // The configuration the spawn resolved to: the recipe's values, else the model's defaults.
+    kv_cache_len: z.number().int().nullable().optional(),
+    tokens_to_generate: z.number().int().nullable().optional(),
+    max_batch_size: z.number().int().nullable().optional(),
   })
   .loose();
 export type SpawnTelemetry = z.infer<typeof SpawnTelemetry>;
@@ -86,6 +90,18 @@ export const EngineStatus = z.object({
   devices: z.string().nullable(),
 });
 export type EngineStatus = z.infer<typeof EngineStatus>;
+
+export const ReleaseSpawnParams = z.object({ id: z.string().min(1, "give the spawn id that telemetry shows") });
+
+/** What the engine returns after ending a spawn; `pids` are the worker processes that exited. */
+export const ReleasedSpawn = z.object({
+  id: z.string(),
+  name: z.string(),
+  session: z.string(),
+  released: z.boolean(),
+  pids: z.array(z.number().int().nullable()),
+});
+export type ReleasedSpawn = z.infer<typeof ReleasedSpawn>;
 
 export const TelemetryHistoryParams = z.object({
   // Return samples newer than this time, in seconds since the Unix epoch.

@@ -2,7 +2,8 @@
 // wired together. `galley serve`, `galley run` and the Electron main process each create one.
 import crypto from "node:crypto";
 
-import { ApiError } from "./errors.js";
+import { ApiError, errorMessage, invalidRequest, notFound } from "./errors.js";
+import { EngineClient, EngineRpcError } from "./engine/engine-client.js";
 import { EngineStartError, type EngineConnection, EngineSupervisor } from "./engine/supervisor.js";
 import { type Db, openDatabase } from "./db/database.js";
 import { type DataPaths, dataPaths, ensureDataDirectories, type InstallLayout, resolveDataHome, resolveLayout } from "./layout.js";
@@ -16,9 +17,10 @@ import { type RunnerCommand, RunManager } from "./runs/run-manager.js";
 import { Dispatcher } from "./server/dispatcher.js";
 import { createHandlers } from "./server/handlers.js";
 import { ApiServer } from "./server/http-server.js";
+import { WorkspaceWatcher } from "./workspace/watcher.js";
 import { seedWorkspace } from "./workspace/seed.js";
 import { Workspace } from "./workspace/workspace.js";
-import type { Run } from "../common/index.js";
+import type { ReleasedSpawn, Run } from "../common/index.js";
 
 export const DEFAULT_MODEL_KEY = "galley-tiny-qwen3";
 
@@ -58,6 +60,7 @@ export class ControlPlane {
   readonly dispatcher: Dispatcher;
   engine: EngineSupervisor | null = null;
   private server: ApiServer | null = null;
+  private watcher: WorkspaceWatcher | null = null;
   private address: { url: string; port: number } | null = null;
 
   constructor(readonly options: ControlPlaneOptions = {}) {
@@ -122,6 +125,12 @@ export class ControlPlane {
     const urlHost = address.family === "IPv6" ? `[${address.address}]` : address.address;
     this.address = { url: `http://${urlHost}:${address.port}`, port: address.port };
     this.log.info("API listening", { url: this.address.url });
+    this.watcher = new WorkspaceWatcher(
+      this.workspace.root,
+      (paths) => this.dispatcher.publish({ type: "workspace.changed", paths }),
+      this.log.child("workspace"),
+    );
+    this.watcher.start();
     return this.address;
   }
 
@@ -164,7 +173,45 @@ export class ControlPlane {
     }
   }
 
+  /** Ends a spawn of any engine session, by the id its telemetry shows. */
+  async releaseSpawn(id: string): Promise<ReleasedSpawn> {
+    const released = await this.engineRequest<ReleasedSpawn>("release", { spawn_id: id });
+    this.log.info("released a spawn", { spawn: released.name, id, session: released.session, pids: released.pids.join(",") });
+    return released;
+  }
+
+  /**
+   * Sends one RPC to the engine: on the supervisor's session, or on a short-lived session of
+   * an external engine. Engine errors become API errors with the engine's message.
+   */
+  private async engineRequest<T>(method: string, params: Record<string, unknown>): Promise<T> {
+    try {
+      const external = this.options.externalEngine;
+      if (external) {
+        const client = await EngineClient.connect(external.url, external.token);
+        try {
+          return await client.request<T>(method, params);
+        } finally {
+          client.close();
+        }
+      }
+      if (!this.engine) throw new EngineStartError("the engine is not started");
+      return await this.engine.request<T>(method, params);
+    } catch (error) {
+      if (error instanceof EngineRpcError) {
+        if (error.type === "not_found") throw notFound(error.message);
+        if (error.type === "invalid_request") throw invalidRequest(error.message);
+        throw error;
+      }
+      if (error instanceof ApiError) throw error;
+      throw new ApiError("engine_unavailable", `cannot reach the engine for ${method}: ${errorMessage(error)}`, {
+        log_path: this.paths.engineLog,
+      });
+    }
+  }
+
   async close(): Promise<void> {
+    this.watcher?.close();
     await this.runs.shutdown();
     await this.engine?.stop();
     await this.server?.close();

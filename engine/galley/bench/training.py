@@ -10,7 +10,8 @@ each is weighted as a completion. Each optimizer step trains every sample once
 step in one process on the same model:
 
 - packed: ``galley.engine.training.Trainer``, which packs samples into micro-batches of at
-  most ``--max-batch-size`` tokens with restarting position ids and no padding;
+  most ``--max-batch-size`` tokens. Each micro-batch runs as rows as wide as its longest
+  sample, several samples per row with restarting position ids, padded only at row ends;
 - padded: the same loss, LM-head restriction to weighted tokens and AdamW, on right-padded
   batches with an attention mask. Samples are taken in arrival order while
   ``batch_size * longest_length`` fits in ``--max-batch-size`` tokens, the usual

@@ -39,6 +39,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--token-file", required=True, type=Path, help="file holding the bearer token clients must send"
     )
+
     registry = parser.add_mutually_exclusive_group()
     registry.add_argument(
         "--registry-url", help="control plane URL for the model registry (token from GALLEY_API_TOKEN)"
@@ -63,6 +64,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="folder where save() writes models (default $GALLEY_HOME/models)",
     )
+
     parser.add_argument(
         "--devices", default=None, help="'auto' (default), 'cuda', 'cpu', or virtual devices such as 4x80GiB"
     )
@@ -80,6 +82,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="SECONDS",
         help="seconds between telemetry events to subscribers (default 0.5)",
     )
+
     parser.add_argument(
         "--spare-workers",
         type=int,
@@ -97,6 +100,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--log-level", default=os.environ.get("GALLEY_LOG_LEVEL", "INFO"), help="logging level (default INFO)"
     )
+
     args = parser.parse_args(argv)
     if args.architecture and args.registry_url:
         parser.error(

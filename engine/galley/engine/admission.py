@@ -92,7 +92,7 @@ class Admission:
         """Place a spawn and reserve its planned bytes until ``release(spawn_id)``."""
         plan, placement = self.place(resolved, record, base)
         if placement is None:
-            devices = self._most_free(resolved.tp)
+            devices = self._devices_by_free_memory(resolved.tp)
             rank_components: list[dict[str, int] | None] = [None] * resolved.tp
         else:
             devices = placement.devices
@@ -109,7 +109,7 @@ class Admission:
             rank_components=rank_components,
         )
 
-    def _most_free(self, tp: int) -> list[str]:
+    def _devices_by_free_memory(self, tp: int) -> list[str]:
         devices = sorted(self.inventory.devices(), key=lambda device: device.free_bytes, reverse=True)
         if tp > len(devices):
             raise SpawnRefused(

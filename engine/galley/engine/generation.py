@@ -2,7 +2,7 @@
 
 The worker loop calls ``submit`` for every generate request it reads, then ``step`` while
 ``has_work`` is true, reading new requests between steps. ``SequentialGenerator`` runs one
-whole request per step through transformers' ``generate``; a continuous-batching scheduler
+whole request per step through transformers' ``generate``. A continuous-batching scheduler
 implements the same three methods and advances all running sequences by one token per step.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -66,7 +66,7 @@ class SequentialGenerator:
         prompt = torch.tensor([request.prompt_ids], dtype=torch.long, device=device)  # (1, T)
         max_new = request.max_new_tokens or self.tokens_to_generate
         sampled = bool(request.temperature)
-        options = dict(
+        options: dict[str, Any] = dict(
             max_new_tokens=max_new,
             min_new_tokens=request.min_new_tokens or None,
             do_sample=sampled,
@@ -83,7 +83,8 @@ class SequentialGenerator:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.inference_mode():
             if request.seed is not None:
                 torch.manual_seed(request.seed)
-            output = self.module.generate(prompt, **options)  # (1, T + new)
+            model: Any = self.module  # a transformers causal LM; nn.Module's type has no generate()
+            output = model.generate(prompt, **options)  # (1, T + new)
 
         new_ids = output[0, prompt.shape[1] :].tolist()
         finished_on_eos = bool(new_ids) and new_ids[-1] in self.eos_ids

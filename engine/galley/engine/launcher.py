@@ -2,8 +2,8 @@
 
 ``Launcher.start`` starts one worker per rank and returns a ``WorkerHandle`` for each once
 every rank reported "ready". A handle sends ops and awaits their replies by id, and notices
-when its process exits. ``LocalLauncher`` runs workers as child processes of the engine,
-connected by a socket pair; a cluster launcher (Ray placement groups, one node per spawn)
+when its process exits. ``LocalLauncher`` runs workers as local processes connected to the
+engine by a socket pair. A cluster launcher (Ray placement groups, one node per spawn)
 would implement the same two classes.
 """
 
@@ -216,7 +216,7 @@ class LocalWorker(WorkerHandle):
         if process is None:
             return None
         if process.returncode is None and self.spec is None:
-            # An unassigned spare may still be importing torch and holds nothing worth a clean exit.
+            # An unassigned spare may still be importing torch, and it has no state that needs a clean exit.
             process.send_signal(signal.SIGTERM)
         elif process.returncode is None:
             try:
@@ -260,14 +260,16 @@ class LocalLauncher(Launcher):
     """Workers as local processes (see ``processes.py`` for how they start).
 
     ``spares`` processes are kept started ahead of spawns. They matter for the subprocess
-    start method, where a new process spends seconds importing torch and transformers; a
-    forked worker starts with those imports done, so the default there is none. A spare
-    holds no GPU memory, only its own RSS (a few hundred MiB).
+    start method, because a new process spends seconds importing torch and transformers.
+    A forked worker starts with those imports done, so the default there is none. A spare
+    uses no GPU memory, only its own RSS (a few hundred MiB).
     """
 
     def __init__(self, start_method: str | None = None, spares: int | None = None):
         self.starter = ProcessStarter(start_method or default_start_method())
-        self.spare_count = spares if spares is not None else (0 if self.starter.method == "forkserver" else 1)
+        if spares is None:
+            spares = 0 if self.starter.method == "forkserver" else 1
+        self.spare_count = spares
         self.spares: list[LocalWorker] = []
         self.starting: set[asyncio.Task] = set()
         self.closed = False

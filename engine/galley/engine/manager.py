@@ -38,6 +38,7 @@ class Session:
     run_id: str | None = None
     recipe_hash: str | None = None
     opened_at: float = field(default_factory=time.time)
+    subscribed: bool = False  # telemetry events are being pushed to this session
 
 
 class SpawnManager:
@@ -141,7 +142,7 @@ class SpawnManager:
                 f"can be planned with a dry run but not spawned; import a folder with its weights to run it"
             )
         resolved = resolve_spawn(params.kind, params.model, record, params.max_batch_size)
-        if name in session.spawns:  # a concurrent spawn took the name while the registry answered
+        if name in session.spawns:  # a concurrent spawn took the name while the registry request ran
             raise InvalidRequest(f"this session already has a spawn named {name!r}; choose another name")
 
         if resolved.kind == "inference":
@@ -229,8 +230,9 @@ class SpawnManager:
         while True:
             try:
                 return self.admission.admit(spawn_id, resolved, record, base)
-            except SpawnRefused:
-                if not self.kept:
+            except SpawnRefused as error:
+                # Only memory can be freed; a tp the devices cannot take stays refused.
+                if not self.kept or (error.data or {}).get("reason") != "does_not_fit":
                     raise
                 victim = self.kept[0]
                 log.info("releasing kept %s to make room for a new spawn", victim.describe())
@@ -297,6 +299,19 @@ class SpawnManager:
         await self.release(spawn, "dealloc")
         return {"name": name, "released": True, "pids": pids}
 
+    async def release_by_id(self, spawn_id: str) -> dict[str, Any]:
+        """End a spawn of any session. Its owner's next op on it raises not_found."""
+        spawn = self.spawns.get(spawn_id)
+        if spawn is None:
+            live = ", ".join(sorted(self.spawns)) or "none"
+            raise NotFound(f"no live spawn with id {spawn_id!r}; live spawn ids: {live}", {"spawn_id": spawn_id})
+        if spawn.state == "loading":
+            # Its workers are still starting; ending it now would leave them running.
+            raise InvalidRequest(f"spawn {spawn.name!r} is still loading; release it once it is ready")
+        pids = [worker.pid for worker in spawn.workers]  # empty for a frozen copy: no process ends
+        await self.release(spawn, f"a client released it by id (session {spawn.session_id})")
+        return {"id": spawn_id, "name": spawn.name, "session": spawn.session_id, "released": True, "pids": pids}
+
     async def shutdown(self) -> None:
         spawns = list(self.spawns.values())
         await self.launcher.close()
@@ -334,11 +349,6 @@ class SpawnManager:
         inference_only = args.get("inference_only", True)
         if not isinstance(inference_only, bool):
             raise InvalidRequest(f"inference_only must be true or false, got {inference_only!r}")
-        if spawn.resolved.tp > 1:
-            # NOTE: every rank would write its shard into the same folder; saving sharded
-            # weights needs a gather onto rank 0 first.
-            raise InvalidRequest("save is not supported for tp > 1 spawns yet; train with tp=1 to save")
-
         key = await self.registry.free_key(
             model_name, taken=lambda candidate: (self.models_dir / candidate).exists()
         )
@@ -348,12 +358,15 @@ class SpawnManager:
         )
         metadata = reply["result"]
         adapter = metadata.get("kind") == "adapter"
+        kind = "adapter" if adapter else "full"
+        if not adapter and metadata.get("scoring"):
+            kind = "scoring"
         record = await self.registry.register(
             NewModel(
                 key=key,
                 name=model_name,
                 path=str(folder),
-                kind="adapter" if adapter else ("scoring" if metadata.get("scoring") else "full"),
+                kind=kind,
                 parent_key=spawn.record.key,
                 run_id=session.run_id,
                 recipe_hash=session.recipe_hash,

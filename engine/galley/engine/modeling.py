@@ -30,6 +30,8 @@ log = logging.getLogger("galley.engine.worker")
 
 # Seed of a new value head's initial weights, so two spawns of one scoring model agree.
 VALUE_HEAD_SEED = 0
+# Seed of a new LoRA adapter's initial weights, for the same reason.
+LORA_SEED = 0
 
 
 @dataclass
@@ -44,6 +46,8 @@ class LoadedModel:
     generation_defaults: dict[str, Any]  # do_sample, temperature, top_p from generation_config.json
     vocab_size: int
     max_positions: int | None
+    # tp > 1: this rank's shard layouts (``galley.engine.tp.ShardedModel``); None for tp=1.
+    shards: Any = None
 
 
 def torch_dtype_for(config: dict[str, Any], device: torch.device) -> torch.dtype:
@@ -68,19 +72,19 @@ def _load_causal_lm(
 ) -> nn.Module:
     from transformers import AutoModelForCausalLM
 
-    # With tensor parallelism, transformers shards each layer across the process group's ranks.
-    sharding = {"tp_plan": "auto"} if tensor_parallel else {}
+    # With tensor parallelism the whole model stays on the CPU until load_model keeps this rank's shard.
     try:
         module = AutoModelForCausalLM.from_pretrained(
             str(folder),
             dtype=torch_dtype_for(config, device),
             attn_implementation="sdpa",
             local_files_only=True,
-            **sharding,
         )
     except (OSError, ValueError, KeyError) as error:
         raise ModelError(f"cannot load the model in {folder}: {error}") from None
-    return module if tensor_parallel else module.to(device)
+    if tensor_parallel:
+        return module
+    return nn.Module.to(module, device)
 
 
 def init_distributed(spec: LoadSpec, device: torch.device) -> None:
@@ -161,19 +165,26 @@ def _add_new_lora(module: nn.Module) -> nn.Module:
         target_modules=LORA_TARGET_MODULES,
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(module, config)
+    # Seeded, so that every tensor-parallel rank, and a tp=1 spawn, starts from the same LoRA A.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(LORA_SEED)
+        return get_peft_model(module, config)
 
 
 def load_model(spec: LoadSpec) -> LoadedModel:
     """Load what ``spec`` describes onto its device. Raises ModelError for a bad folder."""
     device = torch.device(spec.device)
+    if device.type == "cuda" and torch.cuda._is_in_bad_fork():
+        # NOTE: not yet seen on a GPU; it would mean a preloaded import initialized CUDA.
+        raise ModelError(
+            "CUDA was initialized in the fork server before this worker was forked, so the worker cannot use it; "
+            "start the engine with --worker-start subprocess"
+        )
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ModelError(f"device {spec.device} was assigned but torch sees no CUDA device in this worker")
     info = _inspect(spec.model_path)
     tensor_parallel = spec.world_size > 1
     if tensor_parallel:
-        if info.kind == "adapter" or spec.new_adapter:
-            raise InvalidRequest("adapters with tp > 1 are not supported yet; spawn the adapter with tp=1")
         init_distributed(spec, device)
 
     if info.kind == "adapter":
@@ -182,7 +193,7 @@ def load_model(spec: LoadSpec) -> LoadedModel:
                 f"{spec.model_path} is an adapter but the engine found no base model folder for it"
             )
         base = _inspect(spec.base_path)
-        module = _load_causal_lm(base.path, base.config, device, False)
+        module = _load_causal_lm(base.path, base.config, device, tensor_parallel)
         from peft import PeftModel
 
         try:
@@ -199,6 +210,15 @@ def load_model(spec: LoadSpec) -> LoadedModel:
         config, generation_folder = info.config, info.path
         if spec.new_adapter:
             module = _add_new_lora(module)
+
+    shards = None
+    if tensor_parallel:
+        from galley.engine.tp import shard_module
+
+        # NOTE: every rank reads the whole checkpoint into CPU memory before keeping its
+        # shard, so loading needs tp times the model's size in host RAM for a moment.
+        shards = shard_module(module, spec.rank, spec.world_size)
+        module = nn.Module.to(module, device)
 
     hidden = int(config["hidden_size"])
     value_head = _load_value_head(info.path, hidden, device) if (spec.scoring or info.scoring) else None
@@ -223,4 +243,5 @@ def load_model(spec: LoadSpec) -> LoadedModel:
         generation_defaults=generation_defaults,
         vocab_size=int(config["vocab_size"]),
         max_positions=config.get("max_position_embeddings"),
+        shards=shards,
     )

@@ -15,7 +15,7 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from galley.engine.batching.requests import GenerationRequest, GenerationResult, validate_request
-from galley.engine.errors import InvalidRequest
+from galley.engine.errors import EngineError, InvalidRequest
 from galley.engine.modeling import LoadedModel
 from galley.engine.spec import LoadSpec
 from galley.engine.threads import decode, detokenize_thread, parse_thread, render_thread, tokenize_thread
@@ -23,6 +23,14 @@ from galley.protocol import Sampling
 
 # Largest number of tokens in one forward pass of the logprobs and score ops.
 MAX_TOKENS_PER_FORWARD = 8192
+
+# Scorer ops that take a list of threads, and the result key of each.
+BATCHED_RESULT_KEYS = {
+    "logprobs": "logprob",
+    "logprobs_per_token": "logprobs",
+    "score": "scores",
+    "score_last_token": "score",
+}
 
 
 class ModelView:
@@ -83,6 +91,24 @@ class ModelView:
     def score_last_token(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"score": self.scorer.score_last_token([_thread(args)])[0]}
 
+    def run_batch(self, op: str, args_list: list[dict[str, Any]]) -> list[dict[str, Any] | EngineError]:
+        """Run one of the scorer ops for many requests at once: their threads share packed forwards.
+
+        A request with an invalid thread gets its own error; the others still run together.
+        """
+        threads: list[dict[str, Any] | EngineError] = []
+        for args in args_list:
+            try:
+                threads.append(_thread(args))
+            except EngineError as error:
+                threads.append(error)
+        valid = [thread for thread in threads if not isinstance(thread, EngineError)]
+        values = iter(getattr(self.scorer, op)(valid) if valid else [])
+        result_key = BATCHED_RESULT_KEYS[op]
+        return [
+            thread if isinstance(thread, EngineError) else {result_key: next(values)} for thread in threads
+        ]
+
     # -- generation -----------------------------------------------------------------------
 
     def generation_request(self, op: str, args: dict[str, Any]) -> GenerationRequest:
@@ -100,9 +126,9 @@ class ModelView:
         temperature = sampling.temperature
         if temperature is None:
             temperature = defaults.get("temperature") if defaults.get("do_sample") else 0.0
-        top_p = (
-            sampling.top_p if sampling.top_p is not None else defaults.get("top_p") if temperature else None
-        )
+        top_p = sampling.top_p
+        if top_p is None and temperature:
+            top_p = defaults.get("top_p")
         max_new = sampling.max_gen_len or self.spec.tokens_to_generate
         # Stop at the KV cache budget and the model's context length, whichever comes first.
         room = self.spec.kv_cache_len - len(prompt)

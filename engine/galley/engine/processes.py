@@ -1,7 +1,7 @@
 """Two ways to start a worker process, behind one small interface.
 
 - ``forkserver`` (default where the platform has it): a fork server process imports torch,
-  transformers and peft once; every worker is forked from it and starts in milliseconds
+  transformers and peft once. Every worker is forked from it, so it starts in milliseconds
   instead of the seconds those imports take. The server never initializes CUDA or runs
   torch ops, so a forked worker is in the same state as a fresh process.
 - ``subprocess``: ``python -m galley.engine.worker``, a fresh interpreter per worker, for
@@ -18,6 +18,7 @@ import multiprocessing
 import os
 import socket
 import sys
+from multiprocessing.process import BaseProcess
 from typing import Protocol
 
 from galley.engine.channel import WORKER_FD_ENV
@@ -55,7 +56,7 @@ def default_start_method() -> str:
 class ForkedProcess:
     """A worker forked by the fork server (a ``multiprocessing.Process``)."""
 
-    def __init__(self, process: multiprocessing.process.BaseProcess):
+    def __init__(self, process: BaseProcess):
         self.process = process
         self.pid = process.pid or 0
         self.joined: asyncio.Future[None] | None = None
@@ -91,6 +92,9 @@ class ProcessStarter:
         self.method = method
         self.context = None
         if method == "forkserver":
+            # A CUDA availability check during the preload imports then asks NVML instead of
+            # initializing CUDA, which a forked child could not use.
+            os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
             self.context = multiprocessing.get_context("forkserver")
             self.context.set_forkserver_preload(WORKER_PRELOAD)
 
@@ -113,7 +117,7 @@ class ProcessStarter:
             from galley.engine.worker import forked_main
 
             process = self.context.Process(target=forked_main, args=(child,), name="galley-worker")
-            # start() blocks until the fork server answers, which is seconds while it imports.
+            # start() blocks until the fork server replies, which takes seconds while it imports.
             await asyncio.to_thread(process.start)
             return ForkedProcess(process)
 
@@ -136,4 +140,3 @@ class ProcessStarter:
             # Ctrl-C in the engine's terminal must not reach the workers: the engine stops them.
             start_new_session=True,
         )  # type: ignore[return-value]
-

@@ -1,6 +1,6 @@
 """Model registry access: the control plane's HTTP API, or a standalone in-memory registry.
 
-With ``--registry-url`` the engine asks the control plane (docs/contracts.md):
+With ``--registry-url`` the engine requests records from the control plane (docs/contracts.md):
 ``GET /api/internal/models/{key}`` and ``POST /api/internal/models``, with the token from
 ``GALLEY_API_TOKEN``. Standalone (``--model KEY=PATH``), records are built from the folders'
 ``config.json`` and kept in memory; models saved by recipes are added until the engine exits.
@@ -22,6 +22,7 @@ from typing import Any
 
 from galley.engine.errors import InvalidRequest, ModelError, NotFound
 from galley.models.folders import InvalidModelFolder, inspect_folder
+from galley.planner import ArchitectureError, SafetensorsHeaderError, architecture_facts
 from galley.protocol import ModelLineage, ModelRecord, NewModel
 
 log = logging.getLogger("galley.engine.registry")
@@ -142,7 +143,7 @@ class HttpRegistry(Registry):
             )
         if status not in (200, 201):
             raise ModelError(
-                f"the model registry refused to register {model.key!r} (HTTP {status}): {self._message(payload)}"
+                f"the model registry rejected the registration of {model.key!r} (HTTP {status}): {self._message(payload)}"
             )
         return ModelRecord.model_validate(payload)
 
@@ -152,17 +153,14 @@ class HttpRegistry(Registry):
 
 
 def basic_facts(config: dict[str, Any], folder: Path | None) -> dict[str, Any]:
-    """Architecture facts from config.json, through the planner when it is installed."""
+    """Architecture facts from config.json (and the folder's safetensors headers) through the planner.
+
+    For a family the planner cannot describe, the plain config.json fields, without a parameter count.
+    """
     try:
-        from galley.planner import architecture_facts
-    except ImportError:
-        architecture_facts = None
-    if architecture_facts is not None:
-        try:
-            facts = architecture_facts(config, folder)
-            return facts if isinstance(facts, dict) else _as_dict(facts)
-        except Exception as error:  # the planner may not know a family; fall back to plain fields
-            log.warning("planner could not read facts of %s: %s", folder, error)
+        return architecture_facts(config, folder).to_dict()
+    except (ArchitectureError, SafetensorsHeaderError) as error:
+        log.warning("cannot read architecture facts of %s: %s", folder, error)
     return {
         "family": config.get("model_type"),
         "architecture": (config.get("architectures") or [None])[0],
@@ -174,16 +172,6 @@ def basic_facts(config: dict[str, Any], folder: Path | None) -> dict[str, Any]:
         "vocab": config.get("vocab_size"),
         "dtype": config.get("torch_dtype") or config.get("dtype"),
     }
-
-
-def _as_dict(value: Any) -> dict[str, Any]:
-    if hasattr(value, "model_dump"):
-        return value.model_dump()
-    if hasattr(value, "__dataclass_fields__"):
-        from dataclasses import asdict
-
-        return asdict(value)
-    return dict(value)
 
 
 def parse_model_arg(value: str) -> tuple[str, Path]:

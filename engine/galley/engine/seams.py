@@ -1,8 +1,8 @@
 """Where a worker plugs in the training package and the generation scheduler.
 
 - ``build_trainer``: ``galley.engine.training.Trainer`` around the loaded model (train spawns).
-- ``main_view`` / ``frozen_view``: the inference ops' view of the model; log-probabilities
-  and scores come from the trainer's ``SequenceScorer`` so they equal what the losses see.
+- ``main_view`` / ``frozen_view``: the inference ops' view of the model. Log-probabilities
+  and scores come from the trainer's ``SequenceScorer``, so they equal what the losses use.
 - ``build_generator``: the continuous-batching ``Scheduler`` of ``galley.engine.batching``,
   or one request at a time through transformers' ``generate`` when the scheduler does not
   support the model or ``GALLEY_GENERATOR=sequential`` is set.
@@ -48,6 +48,10 @@ def build_trainer(loaded: LoadedModel, spec: LoadSpec) -> Any:
     )
     assert spec.max_batch_size is not None, "the server checks max_batch_size of train spawns"
     trainer = training.Trainer(model, max_batch_size=spec.max_batch_size)
+    if loaded.shards is not None:
+        from galley.engine.tp import use_tensor_parallel_optimizer
+
+        use_tensor_parallel_optimizer(trainer, loaded.shards)
     _resume_optimizer(trainer, spec)
     return trainer
 
@@ -92,12 +96,12 @@ def main_view(loaded: LoadedModel, spec: LoadSpec, trainer: Any) -> ModelView:
     return ModelView(loaded, spec, _scorer(loaded, trainer))
 
 
-def frozen_view(loaded: LoadedModel, spec: LoadSpec, trainer: Any) -> tuple[ModelView, SequentialGenerator]:
+def frozen_view(loaded: LoadedModel, spec: LoadSpec, trainer: Any) -> tuple[ModelView, Any]:
     """A frozen copy of the training model's current weights (``clone_inf``) and its generator."""
     frozen = trainer.clone_frozen()
     view = ModelView(loaded, spec, frozen, weights_context=frozen.weights)
     generator = SequentialGenerator(loaded.module, loaded.eos_ids, loaded.pad_id, spec.tokens_to_generate)
-    return view, generator
+    return view, _in_lockstep(generator, loaded)
 
 
 # ---------------------------------------------------------------------------------------
@@ -136,10 +140,10 @@ def build_generator(loaded: LoadedModel, spec: LoadSpec) -> Any:
     sequential = SequentialGenerator(loaded.module, loaded.eos_ids, loaded.pad_id, spec.tokens_to_generate)
     if os.environ.get("GALLEY_GENERATOR", "").lower() == "sequential":
         log.info("generation: one request at a time (GALLEY_GENERATOR=sequential)")
-        return sequential
+        return _in_lockstep(sequential, loaded)
     if spec.world_size > 1:
         log.info("generation: one request at a time (tensor-parallel ranks run requests in order)")
-        return sequential
+        return _in_lockstep(sequential, loaded)
     try:
         from galley.engine.batching.scheduler import Scheduler, check_model_supported
     except ImportError as error:
@@ -161,6 +165,15 @@ def build_generator(loaded: LoadedModel, spec: LoadSpec) -> Any:
     return SchedulerGenerator(scheduler)
 
 
+def _in_lockstep(generator: Any, loaded: LoadedModel) -> Any:
+    """Wrap a tensor-parallel rank's generator so that all ranks sample the same tokens."""
+    if loaded.shards is None:
+        return generator
+    from galley.engine.tp import LockstepGenerator
+
+    return LockstepGenerator(generator, loaded.device)
+
+
 # ---------------------------------------------------------------------------------------
 # Training ops
 
@@ -171,7 +184,12 @@ def run_training_op(trainer: Any, op: str, args: dict[str, Any]) -> dict[str, An
         model_name = args.get("model_name")
         if not isinstance(folder, str) or not isinstance(model_name, str):
             raise InvalidRequest("save needs 'model_name'; the engine adds the folder")
-        return trainer.save(folder, model_name, inference_only=bool(args.get("inference_only", True)))
+        inference_only = bool(args.get("inference_only", True))
+        from galley.engine.tp import TensorParallelAdamW, save_unsharded
+
+        if isinstance(trainer.optimizer, TensorParallelAdamW):
+            return save_unsharded(trainer, folder, model_name, inference_only=inference_only)
+        return trainer.save(folder, model_name, inference_only=inference_only)
     training = _training()
     if op not in training.TRAINING_OPS:
         raise OpFailed(

@@ -37,6 +37,7 @@ from galley.protocol import (
     Event,
     OpParams,
     PlanParams,
+    ReleaseParams,
     Request,
     SpawnParams,
     SubscribeParams,
@@ -186,6 +187,9 @@ class EngineServer:
             case "dealloc":
                 assert isinstance(params, DeallocParams)
                 return await self.manager.dealloc(session, params.spawn)
+            case "release":
+                assert isinstance(params, ReleaseParams)
+                return await self.manager.release_by_id(params.spawn_id)
             case "plan":
                 assert isinstance(params, PlanParams)
                 return await self.manager.plan(params)
@@ -195,9 +199,11 @@ class EngineServer:
                 return {"devices": [d.model_dump() for d in self.telemetry().devices]}
             case "subscribe":
                 assert isinstance(params, SubscribeParams)
-                task = asyncio.create_task(self.push_telemetry(connection, session))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
+                if not session.subscribed:  # a second subscribe keeps the one stream
+                    session.subscribed = True
+                    task = asyncio.create_task(self.push_telemetry(connection, session))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
                 return {"topics": params.topics, "interval_s": self.config.telemetry_interval_s}
         raise NotFound(f"method {request.method!r} is not implemented")
 
@@ -212,7 +218,9 @@ class EngineServer:
             for process in device.processes:
                 measured[process.pid] = measured.get(process.pid, 0) + process.bytes
         return Telemetry(
-            time=time.time(), devices=devices, spawns=[spawn.telemetry(measured) for spawn in spawns]
+            time=time.time(),
+            devices=devices,
+            spawns=[spawn.telemetry(measured, self.inventory.kind == "cuda") for spawn in spawns],
         )
 
     async def push_telemetry(self, connection: ServerConnection, session: Session) -> None:

@@ -1,7 +1,7 @@
-"""A spawn as the engine server sees it: its workers, state, counters and telemetry.
+"""A spawn in the engine server: its workers, state, counters and telemetry.
 
-A spawn's ops go to every rank in the same order (tensor-parallel ranks must run the same
-collective ops); the reply of rank 0 is the result. A frozen copy made by ``clone_inf`` is a
+A spawn's ops go to every rank in the same order, because tensor-parallel ranks must run the
+same collective ops. The reply of rank 0 is the result. A frozen copy made by ``clone_inf`` is a
 spawn too: it has no workers of its own and sends its ops to its parent's workers under its
 view name.
 """
@@ -113,10 +113,11 @@ class Spawn:
         try:
             # Creating every rank's call before awaiting keeps the send order equal across ranks.
             calls = [asyncio.ensure_future(worker.call(op, args, self.view)) for worker in ranks]
-            replies = await asyncio.gather(*calls)
+            replies = await asyncio.gather(*calls, return_exceptions=True)
         finally:
             self.in_flight -= 1
-        reply = replies[0]
+        _raise_rank_error(replies)
+        reply: dict[str, Any] = replies[0]  # type: ignore[assignment]  # not an exception: checked above
         result = reply.get("result")
         if isinstance(result, dict) and result.get("generated_tokens"):
             self.throughput.add(int(result["generated_tokens"]))
@@ -145,8 +146,12 @@ class Spawn:
             reused=reused,
         )
 
-    def telemetry(self, measured: dict[int, int]) -> SpawnTelemetry:
-        """Telemetry of this spawn; ``measured`` maps worker PIDs to bytes from the device readings."""
+    def telemetry(self, measured: dict[int, int], on_gpu: bool) -> SpawnTelemetry:
+        """Telemetry of this spawn; ``measured`` maps worker PIDs to bytes from the device readings.
+
+        Off the GPU, a PID missing from the readings falls back to the RSS the worker reported
+        after its last op. On a GPU it stays None: RSS is not GPU memory.
+        """
         ranks: list[RankMemory] = []
         components = self.placement.rank_components if self.placement else []
         devices = self.devices
@@ -155,19 +160,20 @@ class Spawn:
             memory = worker.memory if worker is not None else {}
             pid = worker.pid if worker is not None else None
             process_bytes = measured.get(pid) if pid is not None else None
+            if process_bytes is None and not on_gpu:
+                process_bytes = memory.get("process_bytes")
+            # A frozen copy shares its parent's memory, so only the parent shows the plan.
+            plan = components[rank_index] if rank_index < len(components) and self.parent is None else None
             ranks.append(
                 RankMemory(
                     rank=rank_index,
                     device=devices[rank_index] if rank_index < len(devices) else "unplaced",
                     pid=pid,
-                    process_bytes=process_bytes if process_bytes is not None else memory.get("process_bytes"),
+                    process_bytes=process_bytes,
                     torch_allocated=memory.get("torch_allocated"),
                     torch_reserved=memory.get("torch_reserved"),
                     torch_peak=memory.get("torch_peak"),
-                    # A frozen copy shares its parent's memory, so only the parent shows the plan.
-                    plan=components[rank_index]
-                    if rank_index < len(components) and self.parent is None
-                    else None,
+                    plan=plan,
                 )
             )
         return SpawnTelemetry(
@@ -184,4 +190,22 @@ class Spawn:
             op_counts=dict(self.op_counts),
             tokens_per_second=self.throughput.rate(),
             created_at=self.created_at,
+            kv_cache_len=self.resolved.kv_cache_len,
+            tokens_to_generate=self.resolved.tokens_to_generate,
+            max_batch_size=self.resolved.max_batch_size,
         )
+
+
+def _raise_rank_error(replies: list[Any]) -> None:
+    """Raise the error of a failed rank: a dead worker first, else the lowest rank's error.
+
+    A rank that dies in a collective usually makes the other ranks' ops fail too (a broken
+    connection), and the dead worker is the cause the caller needs to see.
+    NOTE: if only some ranks fail an op, the others may wait in a collective until the
+    process group times out; the spawn then stays up with its ranks out of step.
+    """
+    errors = [reply for reply in replies if isinstance(reply, BaseException)]
+    if not errors:
+        return
+    died = [error for error in errors if isinstance(error, WorkerDied)]
+    raise (died or errors)[0]

@@ -1,4 +1,4 @@
-"""What the engine tells a worker to load, and how spawn parameters are resolved.
+"""The load request the engine sends a worker, and how spawn parameters are resolved.
 
 Torch-free: the server builds a ``LoadSpec`` from the request and the registry record; the
 worker reads it as the first message on its connection.
@@ -116,11 +116,6 @@ def resolve_spawn(
         _positive("max_batch_size", max_batch_size)
     elif max_batch_size is not None:
         raise InvalidRequest("max_batch_size applies to spawn_train only; leave it unset for spawn_inference")
-
-    if kind == "train" and tp > 1:
-        # NOTE: tensor-parallel ranks hold DTensor shards, which the trainer's optimizer step
-        # (gradient norm and AdamW over plain tensors) does not handle yet.
-        raise InvalidRequest(f"training with tp={tp} is not supported yet; spawn the training model with tp=1")
 
     is_adapter = record.kind == "adapter"
     if is_adapter and model.use_adapter is False:

@@ -153,8 +153,9 @@ def _content_forms(content: str) -> list[str]:
 def _shared_prefix_to_special(header: str, text: str, start: int, specials: re.Pattern[str]) -> int:
     """Length of the header's prefix that the text repeats at ``start``, cut after its last special token.
 
-    Used when the real rendering differs from the placeholder rendering (a template branch
-    that depends on content); the content is then searched after the last shared special token.
+    Used when the real rendering differs from the placeholder rendering, which happens when a
+    template branch depends on content. The content is then searched after the last shared
+    special token.
     """
     shared = 0
     while shared < len(header) and start + shared < len(text) and header[shared] == text[start + shared]:
@@ -296,7 +297,7 @@ def detokenize_thread(tokenizer, thread: TokenizedThreadWire | dict[str, Any]) -
     """Decode each turn's ids back to text, keeping weights and metadata."""
     parsed = parse_thread(thread)
     if not isinstance(parsed, TokenizedThreadWire):
-        raise InvalidRequest("detokenize_thread takes a tokenized thread; this one holds strings")
+        raise InvalidRequest("detokenize_thread takes a tokenized thread; this one contains strings")
     return StringThreadWire(
         turns=[(role, decode(tokenizer, ids)) for role, ids in parsed.turns],
         weights=parsed.weights,

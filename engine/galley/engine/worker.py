@@ -2,8 +2,8 @@
 
 The worker loads its model, reports "ready" with its PID and memory, then serves ops until
 the engine sends "shutdown" or closes the connection. A reader thread puts incoming requests
-on a queue, so many requests can be in flight; the main thread runs all torch work and
-answers each request by id. Generate requests go to the generator, which the loop steps
+on a queue, so many requests can be in flight. The main thread runs all torch work and
+replies to each request by id. Generate requests go to the generator, which the loop steps
 between reads, so new requests join while others generate.
 
 Every reply carries the worker's memory after the op (RSS on CPU; torch allocated,
@@ -44,6 +44,8 @@ INFERENCE_OPS = frozenset(
     }
 )
 GENERATE_OPS = frozenset({"generate", "generate_tokens"})
+# Ops that concurrent requests share one forward pass for (see ModelView.run_batch).
+BATCHED_OPS = frozenset({"logprobs", "logprobs_per_token", "score", "score_last_token"})
 # Ops that change or read training state; any other "train_*" op is one too.
 TRAINING_STATE_OPS = frozenset({"optim_step", "get_optim_step", "set_optim_step", "save", "clone_inf"})
 
@@ -116,20 +118,24 @@ class Worker:
 
     def run(self) -> None:
         threading.Thread(target=self._read_loop, name="worker-reader", daemon=True).start()
-        # Tensor-parallel ranks must run the same forward passes in the same order, so each
-        # request runs to the end before the next is read; timing must not decide the batches.
+        # Tensor-parallel ranks must run the same forward passes in the same order. So each
+        # request runs to the end before the next is read, and timing cannot change the batches.
         in_order = self.spec.world_size > 1
         while True:
             busy = any(generator.has_work() for generator in self.generators.values())
             messages = [self.inbox.get()] if in_order else self._take_messages(block=not busy)
-            for message in messages:
+            for group in _consecutive_groups(messages):
+                message = group[0]
                 if message is None or message.get("op") == "shutdown":
                     log.info(
                         "shutting down (%s)",
                         "engine closed the connection" if message is None else "shutdown request",
                     )
                     return
-                self.handle(message)
+                if len(group) > 1:
+                    self.handle_batch([request for request in group if request is not None])
+                else:
+                    self.handle(message)
             self._step_generators(until_idle=in_order)
 
     def _step_generators(self, until_idle: bool) -> None:
@@ -194,6 +200,31 @@ class Worker:
         log.debug("op %s done in %.3f s", op, time.monotonic() - started)
         self.reply(request_id, result=result)
 
+    def handle_batch(self, messages: list[dict[str, Any]]) -> None:
+        """Run same-op scoring requests for one view in one packed forward pass where possible."""
+        first = messages[0]
+        view = self.views.get(first.get("view"))
+        try:
+            if view is None:
+                raise NotFound(f"this worker has no model view {first.get('view')!r}")
+            results = view.run_batch(first["op"], [message.get("args") or {} for message in messages])
+        except Exception as error:  # one bad request fails the batch; run each alone for its own error
+            log.debug(
+                "batched %s of %d requests failed (%s); running them one by one",
+                first["op"],
+                len(messages),
+                error,
+            )
+            for message in messages:
+                self.handle(message)
+            return
+        log.debug("ran %d %s requests as one batch", len(messages), first["op"])
+        for message, result in zip(messages, results, strict=True):
+            if isinstance(result, EngineError):
+                self.reply(message.get("id", -1), error=result)
+            else:
+                self.reply(message.get("id", -1), result=result)
+
     def dispatch(self, op: str, args: dict[str, Any], view_name: str | None) -> Any:
         from galley.engine import seams
 
@@ -254,6 +285,28 @@ class Worker:
         self.generators.pop(name, None)
         log.info("dropped frozen inference copy %r", name)
         return {"dropped": name}
+
+
+def _consecutive_groups(messages: list[dict[str, Any] | None]) -> list[list[dict[str, Any] | None]]:
+    """Group runs of consecutive batchable requests with the same op and view; others stay alone.
+
+    Only consecutive requests are grouped, so no request moves past a training op sent
+    between them.
+    """
+    groups: list[list[dict[str, Any] | None]] = []
+    for message in messages:
+        batchable = message is not None and message.get("op") in BATCHED_OPS
+        previous = groups[-1][0] if groups else None
+        if (
+            batchable
+            and previous is not None
+            and previous.get("op") == message.get("op")  # type: ignore[union-attr]
+            and previous.get("view") == message.get("view")  # type: ignore[union-attr]
+        ):
+            groups[-1].append(message)
+        else:
+            groups.append([message])
+    return groups
 
 
 # ---------------------------------------------------------------------------------------

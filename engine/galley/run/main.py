@@ -37,7 +37,7 @@ from galley.run.loader import Recipe, load_recipe
 from galley.run.registry import RegistryUnavailable, fetch_model_keys
 from galley.runtime import RecipeContext
 from galley.sdk.client import ENGINE_TOKEN_ENV, ENGINE_URL_ENV, get_client
-from galley.sdk.dryrun import DRY_RUN_STOP_MESSAGE
+from galley.sdk.dryrun import DRY_RUN_STOP_MESSAGE, refusal_summary
 from galley.sdk.errors import DryRunStop, EngineConnectionError
 from galley.sdk.events import EventSink, set_default_sink, sink_from_environment
 
@@ -189,7 +189,7 @@ async def _call_entry(
         await task
     except DryRunStop as stop:
         print(f"{DRY_RUN_STOP_MESSAGE} ({stop})", flush=True)
-        return EXIT_OK, None
+        return _dry_run_outcome(recipe, context)
     except asyncio.CancelledError:
         if not terminated:
             raise
@@ -202,4 +202,14 @@ async def _call_entry(
         loop.remove_signal_handler(signal.SIGTERM)
     if dry_run:
         print("dry run: the recipe finished without a compute call", flush=True)
+        return _dry_run_outcome(recipe, context)
     return EXIT_OK, None
+
+
+def _dry_run_outcome(recipe: Recipe, context: RecipeContext) -> tuple[int, str | None]:
+    """A dry run succeeds when every planned spawn fits; otherwise it fails like the real run would."""
+    client = context.client
+    if not client.dry_run_refused:
+        return EXIT_OK, None
+    summary = refusal_summary(client.dry_run_refused, client.dry_run_planned)
+    return EXIT_RECIPE_RAISED, error_line(recipe.display, recipe.entry_line, summary)

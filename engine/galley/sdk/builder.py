@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from galley.protocol import MODEL_REGISTRY_SCHEME, ModelSpec, PlanParams, SpawnParams, SpawnResult
 from galley.sdk.config import parse_model_key
+from galley.sdk.errors import SpawnRefused
 from galley.sdk.models import InferenceModel, TrainingModel, spawn_event
 
 if TYPE_CHECKING:
@@ -170,10 +171,22 @@ class ModelBuilder:
             )
 
     async def _plan(self, name: str, kind: str, max_batch_size: int | None) -> None:
-        from galley.sdk.dryrun import print_plan
+        """Print the engine's plan for this spawn; a refusal is printed and the dry run goes on.
+
+        A dry run answers "which of my spawns fit?", so it plans every spawn up to the first
+        compute call instead of stopping at the first one that does not fit.
+        """
+        from galley.sdk.dryrun import print_plan, print_refusal
 
         params = PlanParams(name=name, kind=kind, model=self._spec, max_batch_size=max_batch_size)  # type: ignore[arg-type]
-        print_plan(await self._client.call("plan", params))
+        self._client.dry_run_planned += 1
+        try:
+            result = await self._client.call("plan", params)
+        except SpawnRefused as refusal:
+            self._client.dry_run_refused.append(name)
+            print_refusal(name, kind, refusal)
+            return
+        print_plan(result)
 
 
 def _check_registry_path(path: str) -> None:

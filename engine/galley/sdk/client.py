@@ -56,6 +56,9 @@ class HarmonyClient:
     ):
         self.url = url
         self.dry_run = dry_run
+        # Names of spawns the engine refused during a dry run; the run goes on planning the rest.
+        self.dry_run_refused: list[str] = []
+        self.dry_run_planned = 0
         self._connection = connection
         self._events = events
         self._ids = itertools.count(1)

@@ -67,3 +67,15 @@ def _component_lines(plan: dict[str, Any]) -> list[str]:
 def print_plan(result: Any) -> None:
     text = format_plan(result) if isinstance(result, dict) else f"dry run: plan {result!r}"
     print(text, flush=True)
+
+
+def print_refusal(name: str, kind: str, refusal: Exception) -> None:
+    """Print a spawn the engine would refuse, with its reason (components and what would fit)."""
+    print(f"dry run: {kind} spawn {name!r} would be REFUSED", flush=True)
+    for line in str(refusal).splitlines():
+        print(f"  {line}", flush=True)
+
+
+def refusal_summary(refused: list[str], planned: int) -> str:
+    names = ", ".join(repr(name) for name in refused)
+    return f"dry run: {len(refused)} of {planned} spawns would be refused ({names})"

@@ -68,3 +68,35 @@ export function deviceMemory(telemetry: Telemetry): DeviceMemory[] {
     };
   });
 }
+
+/** One device's memory split by what uses it, in bytes. */
+export interface DeviceUsage {
+  id: string;
+  total: number;
+  train: number;
+  inference: number;
+  other: number;
+  free: number;
+  spawns: number;
+}
+
+// Every telemetry sample is summarized once: the timeline redraws its whole history on each
+// new sample, and the samples themselves never change.
+const usageCache = new WeakMap<Telemetry, DeviceUsage[]>();
+
+/** Splits each device's used memory into train spawns, inference spawns and everything else. */
+export function deviceUsage(telemetry: Telemetry): DeviceUsage[] {
+  const cached = usageCache.get(telemetry);
+  if (cached) return cached;
+  const usage = deviceMemory(telemetry).map(({ device, segments, other, free }) => {
+    let train = 0;
+    let inference = 0;
+    for (const segment of segments) {
+      if (segment.spawn.kind === "train") train += segment.bytes;
+      else inference += segment.bytes;
+    }
+    return { id: device.id, total: device.total_bytes, train, inference, other, free, spawns: segments.length };
+  });
+  usageCache.set(telemetry, usage);
+  return usage;
+}

@@ -11,6 +11,7 @@ interface RegistryState {
   load(): Promise<void>;
   setDefaults(key: string, defaults: Partial<ModelDefaults>): Promise<ModelRecord>;
   importModel(dir: string, key: string, link: boolean): Promise<string[]>;
+  importDataset(file: string, key: string): Promise<DatasetRecord>;
 }
 
 export const useRegistry = create<RegistryState>()((set, get) => ({
@@ -33,6 +34,12 @@ export const useRegistry = create<RegistryState>()((set, get) => ({
     const result = await call("models.import", { dir, key, link });
     await get().load();
     return result.warnings;
+  },
+
+  async importDataset(file, key) {
+    const dataset = await call("datasets.import", { file, key });
+    await get().load();
+    return dataset;
   },
 }));
 

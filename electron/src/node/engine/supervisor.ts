@@ -120,6 +120,12 @@ export class EngineSupervisor extends EventEmitter<{ status: [EngineStatus]; tel
     });
   }
 
+  /** Sends one RPC on the supervisor's own engine session; rejects while the engine is not ready. */
+  request<T = unknown>(method: string, params: Record<string, unknown> = {}): Promise<T> {
+    if (this.state !== "ready" || !this.client) return Promise.reject(new EngineStartError(this.unavailableMessage()));
+    return this.client.request<T>(method, params);
+  }
+
   unavailableMessage(): string {
     const reason = this.lastError ? `: ${this.lastError}` : "";
     return `the engine is ${this.state}${reason}; see ${this.options.paths.engineLog}`;

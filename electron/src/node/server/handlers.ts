@@ -65,6 +65,7 @@ export function createHandlers(plane: ControlPlane): Handlers {
     "engine.status": engineStatus,
     "telemetry.snapshot": () => ({ telemetry: plane.engine?.history.latest() ?? null }),
     "telemetry.history": ({ since }) => ({ samples: plane.engine?.history.since(since) ?? [] }),
+    "spawns.release": ({ id }) => plane.releaseSpawn(id),
 
     "internal.models.list": () => ({ models: store.list() }),
     "internal.models.get": ({ key }) => store.get(key),

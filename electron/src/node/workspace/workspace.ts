@@ -11,6 +11,11 @@ const HIDDEN_DIRECTORIES = new Set(["__pycache__", "node_modules", ".git", ".ven
 const MAX_LISTED_ENTRIES = 5000;
 const MAX_READ_BYTES = 5 * 1024 * 1024;
 
+/** Returns whether `list()` leaves this workspace-relative path out (dot files and tool folders). */
+export function isHiddenPath(relative: string): boolean {
+  return relative.split(/[\\/]/).some((segment) => segment.startsWith(".") || HIDDEN_DIRECTORIES.has(segment));
+}
+
 function isInside(root: string, candidate: string): boolean {
   return candidate === root || candidate.startsWith(root + path.sep);
 }
@@ -84,7 +89,7 @@ export class Workspace {
       const children = fs.readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name));
       for (const child of children) {
         if (entries.length >= MAX_LISTED_ENTRIES) return;
-        if (child.name.startsWith(".") || HIDDEN_DIRECTORIES.has(child.name)) continue;
+        if (isHiddenPath(child.name)) continue;
         const absolute = path.join(dir, child.name);
         // Symlinks are listed only when they stay inside the workspace.
         let real: string;

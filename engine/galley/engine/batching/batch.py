@@ -43,6 +43,30 @@ class SequenceState:
         return len(self.prompt_ids) + len(self.generated) - 1
 
 
+# Largest share of padding in one prefill forward. Longer prompts start a new forward.
+MAX_PREFILL_PADDING = 0.15
+
+
+def split_by_length(group: list[SequenceState], *, max_padding: float) -> list[list[SequenceState]]:
+    """Split sequences, sorted by prompt length, into buckets whose left padding stays within ``max_padding``.
+
+    Padding is the share of (rows * longest prompt) that no prompt fills.
+    """
+    buckets: list[list[SequenceState]] = []
+    real_tokens = 0
+    for sequence in sorted(group, key=lambda item: len(item.prompt_ids)):
+        length = len(sequence.prompt_ids)  # the longest so far, because of the sort
+        if buckets:
+            rows = len(buckets[-1]) + 1
+            if 1 - (real_tokens + length) / (rows * length) <= max_padding:
+                buckets[-1].append(sequence)
+                real_tokens += length
+                continue
+        buckets.append([sequence])
+        real_tokens = length
+    return buckets
+
+
 class RunningBatch:
     """Sequences decoded together, their KV cache, and the cache tokens they reserve.
 
@@ -110,7 +134,15 @@ class RunningBatch:
         return admitted
 
     def prefill(self, group: list[SequenceState]) -> None:
-        """Run the admitted prompts, pick each one's first token, and add the unfinished ones to the batch."""
+        """Run the admitted prompts, pick each one's first token, and add the unfinished ones to the batch.
+
+        Prompts of similar length share a forward, so little compute goes to padding.
+        """
+        self.cache.reserve_rows(len(self.rows) + len(group))
+        for bucket in split_by_length(group, max_padding=MAX_PREFILL_PADDING):
+            self._prefill_bucket(bucket)
+
+    def _prefill_bucket(self, group: list[SequenceState]) -> None:
         try:
             with torch.inference_mode():
                 logits, keys, values, mask = self._prefill_forward(group)

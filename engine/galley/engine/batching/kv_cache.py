@@ -32,6 +32,7 @@ class BatchKVCache:
         self.mask: torch.Tensor | None = None  # (row_capacity, column_capacity) bool
         self.rows = 0
         self.length = 0
+        self._initial_rows = 0  # row capacity of the next allocation, from reserve_rows
         self.hf_cache = Cache(layers=[_BufferLayer(self, index) for index in range(num_layers)])
 
     # ----------------------------------------------------------------------------------
@@ -74,6 +75,13 @@ class BatchKVCache:
         mask[:used_rows, :used_columns] = self.mask[:used_rows, :used_columns]
         self.mask = mask
 
+    def reserve_rows(self, count: int) -> None:
+        """Make room for ``count`` rows in all, so that the inserts of one prefill grow the buffers at most once."""
+        if self.mask is None:
+            self._initial_rows = count
+        else:
+            self._grow(count, self.column_capacity)
+
     def reserve_columns(self, count: int) -> None:
         """Make room to write ``count`` more columns on every row."""
         if self.mask is not None:
@@ -84,6 +92,7 @@ class BatchKVCache:
         self.keys, self.values, self.mask = [], [], None
         self.rows = 0
         self.length = 0
+        self._initial_rows = 0
 
     # ----------------------------------------------------------------------------------
     # Rows joining and leaving
@@ -96,7 +105,8 @@ class BatchKVCache:
         """
         count, prefill_length = mask.shape
         if self.mask is None:
-            self._allocate(keys, count, _round_up(prefill_length + 1, COLUMN_GROWTH))
+            rows = max(count, self._initial_rows)
+            self._allocate(keys, rows, _round_up(prefill_length + 1, COLUMN_GROWTH))
         if prefill_length > self.length:
             self._shift_right(prefill_length - self.length)
         self._grow(self.rows + count, self.length + 1)
@@ -191,7 +201,7 @@ class BatchKVCache:
     def write(
         self, layer: int, keys: torch.Tensor, values: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store (rows, heads, q, dim) states at columns [length, length + q); return the layer's views."""
+        """Store (rows, heads, q, dim) states at columns [length, length + q) and return the layer's views."""
         end = self.length + keys.shape[2]
         self.keys[layer][: self.rows, :, self.length : end] = keys
         self.values[layer][: self.rows, :, self.length : end] = values

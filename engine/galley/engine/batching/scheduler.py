@@ -172,7 +172,12 @@ class Scheduler:
         """
         generation_config = getattr(model, "generation_config", None)
         eos = getattr(generation_config, "eos_token_id", None)
-        eos_token_ids = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+        if eos is None:
+            eos_token_ids = []
+        elif isinstance(eos, int):
+            eos_token_ids = [eos]
+        else:
+            eos_token_ids = list(eos)
         pad = getattr(generation_config, "pad_token_id", None)
         if pad is None:
             pad = getattr(model_config(model), "pad_token_id", None)

@@ -1,6 +1,6 @@
 """Packing of rendered threads into micro-batches without cross-sequence attention.
 
-A micro-batch holds samples of at most ``max_batch_size`` tokens in all. For the forward
+A micro-batch contains samples of at most ``max_batch_size`` tokens in all. For the forward
 pass its sequences are laid out in rows of concatenated token ids. The ``position_ids``
 restart at 0 at the first token of every sequence, and the model is called with
 ``attention_mask=None`` and no KV cache. From these, transformers (5.x,
@@ -108,8 +108,8 @@ class PackedRows:
     lengths: list[int]
 
 
-# Any valid id works: padding forms its own attention segment at the end of a row, so no
-# real token attends to it, and its outputs are never read.
+# Any valid id works, because padding forms its own attention segment at the end of a row.
+# No real token attends to it, and its outputs are never read.
 PAD_ID = 0
 
 
@@ -118,9 +118,10 @@ def pack_rows(
 ) -> PackedRows:
     """Lay sequences out in rows of ``row_width`` tokens, first-fit decreasing, with restarting position ids.
 
-    ``row_width=None`` concatenates every sequence into one row. Attention inside a row is
-    block-diagonal, so its cost grows with the square of the row width: rows as wide as the
-    longest sequence cost no more attention than padded batches, with far less padding.
+    ``row_width=None`` concatenates every sequence into one row. Attention kernels with a
+    mask compute every (query, key) pair of a row, so their cost grows with the square of
+    the row width. Rows as wide as the longest sequence cost no more attention than padded
+    batches, and they need less padding.
     """
     if not sequences:
         raise ValueError("cannot pack an empty list of sequences")

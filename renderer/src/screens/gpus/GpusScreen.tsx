@@ -1,16 +1,19 @@
-import { useMemo } from "react";
+// The GPU panel: one card per device with its memory by spawn and its timeline, and the
+// table of every live spawn.
+import { useMemo, useState } from "react";
 
 import { deviceMemory } from "../../lib/memory";
 import { useTelemetry } from "../../stores/telemetry";
 import { DeviceCard } from "./DeviceCard";
 import { SpawnTable } from "./SpawnTable";
-import { Timeline } from "./Timeline";
+import { Timeline, TIMELINE_WINDOWS } from "./Timeline";
 
 export function GpusScreen() {
   const latest = useTelemetry((state) => state.latest);
   const history = useTelemetry((state) => state.history);
   const engine = useTelemetry((state) => state.engine);
   const devices = useMemo(() => (latest ? deviceMemory(latest) : []), [latest]);
+  const [windowSeconds, setWindowSeconds] = useState<number>(300);
 
   if (!latest) {
     return (
@@ -25,12 +28,29 @@ export function GpusScreen() {
 
   const live = latest.spawns.filter((spawn) => spawn.state !== "released");
   return (
-    <div className="page gpus">
+    <div className="page gpus" data-testid="gpus-page" data-sample-time={latest.time}>
+      <div className="gpus-head">
+        <span className="muted">
+          {devices.length} {devices.length === 1 ? "device" : "devices"}
+          {engine?.devices ? ` (virtual: ${engine.devices}, compute on the CPU)` : ""} · {live.length} spawns
+        </span>
+        <span className="spacer" />
+        <label className="inline">
+          timeline
+          <select data-testid="timeline-window" value={windowSeconds} onChange={(event) => setWindowSeconds(Number(event.target.value))}>
+            {TIMELINE_WINDOWS.map((seconds) => (
+              <option key={seconds} value={seconds}>
+                last {seconds / 60} min
+              </option>
+            ))}
+          </select>
+        </label>
+      </div>
       <div className="device-grid">
         {devices.map((memory) => (
           <div key={memory.device.id}>
             <DeviceCard memory={memory} />
-            <Timeline history={history} deviceId={memory.device.id} />
+            <Timeline history={history} deviceId={memory.device.id} windowSeconds={windowSeconds} />
           </div>
         ))}
       </div>

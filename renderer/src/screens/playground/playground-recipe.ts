@@ -1,6 +1,7 @@
 // The recipe behind the Playground screen. Each message runs it once with the conversation
 // as its config. The engine hands the kept inference spawn back to the next run while the
-// model and its configuration are unchanged, so only the first message pays for loading.
+// model and its configuration are unchanged (within the keep-warm TTL), so only the first
+// message pays for loading; the reply says whether the spawn was reused.
 // NOTE: each Playground message is a run and shows up in the run history. A chat that kept
 // one engine session open would skip the runner's start-up, but the API has no call for it.
 
@@ -26,6 +27,7 @@ class Config(InputConfig):
     model: AdaptiveModel
     turns: Annotated[list[tuple[str, str]], Field(min_length=1)]
     temperature: Annotated[float, Field(ge=0.0)] = 0.0
+    top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
     max_gen_len: Annotated[int, Field(ge=1)] = 64
 
 
@@ -34,20 +36,28 @@ async def main(config: Config, ctx: RecipeContext):
     # No kv_cache_len or tokens_to_generate here: the spawn takes the model's inference
     # configuration from the registry, the one the Registry screen edits.
     model = await ctx.client.model(config.model.path).spawn_inference("playground")
-    sampler = model.temperature(config.temperature).max_gen_len(config.max_gen_len)
+    sampler = model.temperature(config.temperature).top_p(config.top_p).max_gen_len(config.max_gen_len)
     reply = await sampler.generate(StringThread(list(config.turns)))
-    print("${REPLY_MARKER.trim()} " + json.dumps({"content": reply.last_content()}))
+    info = model.info
+    spawn = {"reused": info.reused, "kv_cache_len": info.kv_cache_len, "devices": info.devices} if info else None
+    print("${REPLY_MARKER.trim()} " + json.dumps({"content": reply.last_content(), "spawn": spawn}))
 `;
 
+export interface PlaygroundReply {
+  content: string;
+  // The spawn that answered, as the engine reported it; null from an older recipe version.
+  spawn: { reused: boolean; kv_cache_len: number; devices: string[] } | null;
+}
+
 /** Extracts the reply the playground recipe printed, or returns null if its output has none. */
-export function findReply(stdout: string): string | null {
+export function findReply(stdout: string): PlaygroundReply | null {
   for (const line of stdout.split("\n")) {
     if (!line.startsWith(REPLY_MARKER)) continue;
     try {
       const parsed: unknown = JSON.parse(line.slice(REPLY_MARKER.length));
-      if (typeof parsed === "object" && parsed !== null && "content" in parsed && typeof parsed.content === "string") {
-        return parsed.content;
-      }
+      if (typeof parsed !== "object" || parsed === null || !("content" in parsed) || typeof parsed.content !== "string") return null;
+      const spawn = "spawn" in parsed && typeof parsed.spawn === "object" ? (parsed.spawn as PlaygroundReply["spawn"]) : null;
+      return { content: parsed.content, spawn };
     } catch {
       return null;
     }

@@ -77,10 +77,63 @@ function DefaultsForm({ model }: { model: ModelRecord }) {
   );
 }
 
+function Lineage({ model }: { model: ModelRecord }) {
+  const { lineage } = model;
+  const openModel = useUi((state) => state.openModel);
+  const openRun = useUi((state) => state.openRun);
+  const known = useRegistry((state) => state.models);
+  const modelLink = (key: string, testId: string) =>
+    known.some((entry) => entry.key === key) ? (
+      <a href="#" data-testid={testId} onClick={(event) => {
+        event.preventDefault();
+        openModel(key);
+      }}>
+        {key}
+      </a>
+    ) : (
+      <span data-testid={testId}>{key} (not registered)</span>
+    );
+
+  const rows: [string, React.ReactNode][] = [];
+  if (model.base_key) rows.push(["base model", modelLink(model.base_key, "lineage-base")]);
+  if (lineage.parent_key) rows.push(["trained from", modelLink(lineage.parent_key, "lineage-parent")]);
+  if (lineage.run_id) {
+    const runId = lineage.run_id;
+    rows.push([
+      "saved by run",
+      <a href="#" data-testid="lineage-run" onClick={(event) => {
+        event.preventDefault();
+        openRun(runId);
+      }}>
+        {runId}
+      </a>,
+    ]);
+  }
+  if (lineage.recipe_hash) {
+    rows.push(["recipe revision", <code data-testid="lineage-recipe-hash" title={`sha256 ${lineage.recipe_hash}`}>{lineage.recipe_hash.slice(0, 12)}</code>]);
+  }
+  if (lineage.optim_step !== null) rows.push(["optimizer step", <span data-testid="lineage-optim-step">{lineage.optim_step}</span>]);
+
+  if (rows.length === 0) return <p className="muted" data-testid="lineage">No lineage: this model was imported or generated, not trained by a run.</p>;
+  return (
+    <table className="facts" data-testid="lineage">
+      <tbody>
+        {rows.map(([label, value]) => (
+          <tr key={label}>
+            <th>{label}</th>
+            <td>{value}</td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  );
+}
+
 export function ModelDetail({ model }: { model: ModelRecord }) {
-  const { facts, lineage } = model;
+  const { facts } = model;
   const rows: [string, string][] = [
     ["kind", model.kind],
+    ["storage", model.storage],
     ["path", model.path ?? "none (architecture only: for planning and dry runs)"],
     ["family / architecture", `${facts.family} / ${facts.architecture}`],
     ["parameters", count(facts.parameters)],
@@ -88,11 +141,8 @@ export function ModelDetail({ model }: { model: ModelRecord }) {
     ["hidden · vocab", `${facts.hidden} · ${facts.vocab}`],
     ["dtype", facts.dtype],
     ["weights on disk", facts.weight_bytes !== undefined ? gib(facts.weight_bytes) : "–"],
+    ["registered", new Date(model.created_at).toLocaleString()],
   ];
-  if (model.base_key) rows.push(["base model", model.base_key]);
-  if (lineage.parent_key || lineage.run_id) {
-    rows.push(["lineage", `parent ${lineage.parent_key ?? "–"}, run ${lineage.run_id ?? "–"}, optim step ${lineage.optim_step ?? "–"}`]);
-  }
 
   return (
     <section className="model-detail" data-testid="model-detail" data-key={model.key}>
@@ -109,6 +159,8 @@ export function ModelDetail({ model }: { model: ModelRecord }) {
           ))}
         </tbody>
       </table>
+      <h3>Lineage</h3>
+      <Lineage model={model} />
       <h3>Inference configuration</h3>
       {/* Keyed by the stored values so that a save elsewhere resets the form. */}
       <DefaultsForm key={JSON.stringify(model.defaults)} model={model} />

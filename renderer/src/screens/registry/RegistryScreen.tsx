@@ -1,17 +1,18 @@
 // Models and datasets of the registry, with a model's details beside the table.
-import { useEffect, useState } from "react";
+import { useEffect } from "react";
 
 import { count } from "../../lib/format";
 import { useRegistry } from "../../stores/registry";
 import { useUi } from "../../stores/ui";
-import { ImportForm } from "./ImportForm";
+import { DatasetImportForm, ImportForm } from "./ImportForm";
 import { ModelDetail } from "./ModelDetail";
 
 export function RegistryScreen() {
   const models = useRegistry((state) => state.models);
   const datasets = useRegistry((state) => state.datasets);
   const reportError = useUi((state) => state.reportError);
-  const [selected, setSelected] = useState<string | null>(null);
+  const selected = useUi((state) => state.selectedModel);
+  const setSelected = useUi((state) => state.selectModel);
 
   useEffect(() => {
     void useRegistry.getState().load().catch((error: unknown) => reportError("Loading the registry", error));
@@ -62,30 +63,39 @@ export function RegistryScreen() {
           <thead>
             <tr>
               <th>key</th>
+              <th>name</th>
               <th>format</th>
               <th>rows</th>
               <th>file</th>
+              <th>registered</th>
             </tr>
           </thead>
           <tbody>
             {datasets.map((dataset) => (
-              <tr key={dataset.key}>
+              <tr key={dataset.key} data-testid="dataset-row" data-key={dataset.key}>
                 <td>{dataset.key}</td>
+                <td>{dataset.name}</td>
                 <td>{dataset.format}</td>
-                <td>{dataset.rows ?? "–"}</td>
-                <td>{dataset.path}</td>
+                <td data-testid="dataset-rows">{dataset.rows ?? "–"}</td>
+                <td>
+                  <code>{dataset.path}</code>
+                </td>
+                <td>{new Date(dataset.created_at).toLocaleString()}</td>
               </tr>
             ))}
             {datasets.length === 0 && (
               <tr>
-                <td colSpan={4} className="muted">
+                <td colSpan={6} className="muted">
                   No datasets registered.
                 </td>
               </tr>
             )}
           </tbody>
         </table>
-        <ImportForm />
+        <div className="import-forms">
+          <ImportForm />
+          <DatasetImportForm />
+        </div>
       </div>
       {model && <ModelDetail key={model.key} model={model} />}
     </div>

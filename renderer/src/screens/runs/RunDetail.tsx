@@ -8,14 +8,17 @@ import { LocationLink } from "../../components/LocatedText";
 import { ProgressBars } from "../../components/ProgressBars";
 import { StatusBadge } from "../../components/StatusBadge";
 import { clockTime, duration } from "../../lib/format";
-import { artifacts, metricSeries, spawns } from "../../lib/run-events";
+import { metricSeries, spawns } from "../../lib/run-events";
+import { useRegistry } from "../../stores/registry";
 import { useRuns } from "../../stores/runs";
 import { useUi } from "../../stores/ui";
 import { MetricChart } from "./MetricChart";
+import { artifactRows, RunArtifacts } from "./RunArtifacts";
 import { SnapshotDiff } from "./SnapshotDiff";
 
 const NO_EVENTS: RunEvent[] = [];
-type Tab = "logs" | "metrics" | "config" | "recipe";
+type Tab = "logs" | "metrics" | "artifacts" | "config" | "recipe";
+const TABS: Tab[] = ["logs", "metrics", "artifacts", "config", "recipe"];
 
 export function RunDetail({ id, onSelect }: { id: string; onSelect(id: string): void }) {
   const run = useRuns((state) => state.runs[id]);
@@ -31,7 +34,8 @@ export function RunDetail({ id, onSelect }: { id: string; onSelect(id: string): 
   }, [id, reportError]);
 
   const metrics = useMemo(() => metricSeries(events), [events]);
-  const runArtifacts = useMemo(() => artifacts(events), [events]);
+  const models = useRegistry((state) => state.models);
+  const artifactCount = useMemo(() => artifactRows(events, models, id).length, [events, models, id]);
   const runSpawns = useMemo(() => spawns(events), [events]);
 
   if (!run) return <p className="muted">Loading run {id}…</p>;
@@ -85,21 +89,12 @@ export function RunDetail({ id, onSelect }: { id: string; onSelect(id: string): 
           Spawns: {runSpawns.map((spawn) => `${spawn.name} (${spawn.kind}, ${spawn.model_key})`).join(", ")}
         </p>
       )}
-      {runArtifacts.length > 0 && (
-        <ul className="artifacts" data-testid="run-artifacts">
-          {runArtifacts.map((artifact, index) => (
-            <li key={index}>
-              {artifact.name} <span className="muted">({artifact.kind})</span> <code>{artifact.uri}</code>
-            </li>
-          ))}
-        </ul>
-      )}
-
       <div className="sub-tabs">
-        {(["logs", "metrics", "config", "recipe"] as const).map((name) => (
+        {TABS.map((name) => (
           <button key={name} className={tab === name ? "active" : ""} data-testid={`run-tab-${name}`} onClick={() => setTab(name)}>
             {name}
             {name === "metrics" && metrics.size > 0 && ` (${metrics.size})`}
+            {name === "artifacts" && artifactCount > 0 && ` (${artifactCount})`}
           </button>
         ))}
       </div>
@@ -114,6 +109,7 @@ export function RunDetail({ id, onSelect }: { id: string; onSelect(id: string): 
             ))}
           </div>
         ))}
+      {tab === "artifacts" && <RunArtifacts runId={id} events={events} runDir={detail?.run_dir ?? null} />}
       {tab === "config" && (
         <pre className="code" data-testid="run-config">
           {JSON.stringify(run.config, null, 2)}

@@ -1,5 +1,5 @@
 // Run history: every run, newest first, and the selected run's details.
-import { useEffect, useState } from "react";
+import { useEffect } from "react";
 
 import { StatusBadge } from "../../components/StatusBadge";
 import { clockTime, duration } from "../../lib/format";
@@ -11,7 +11,8 @@ export function RunsScreen() {
   const order = useRuns((state) => state.order);
   const runs = useRuns((state) => state.runs);
   const reportError = useUi((state) => state.reportError);
-  const [selected, setSelected] = useState<string | null>(null);
+  const selected = useUi((state) => state.selectedRun);
+  const setSelected = useUi((state) => state.selectRun);
 
   useEffect(() => {
     void useRuns.getState().loadList().catch((error: unknown) => reportError("Loading the run history", error));

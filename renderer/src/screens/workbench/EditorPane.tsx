@@ -5,7 +5,7 @@ import { useEffect, useRef, useState } from "react";
 
 import { monaco } from "../../monaco/setup";
 import { useUi } from "../../stores/ui";
-import { isDirty, useWorkspace } from "../../stores/workspace";
+import { isDirty, type OpenFile, useWorkspace } from "../../stores/workspace";
 
 type CodeEditor = Parameters<OnMount>[0];
 
@@ -20,6 +20,34 @@ const MARKER_OWNER = "galley-run";
 export function saveActive(): void {
   const { active, save } = useWorkspace.getState();
   if (active) void save(active).catch((error: unknown) => useUi.getState().reportError(`Saving ${active}`, error));
+}
+
+/** Says when the open file changed or vanished on disk while the tab had unsaved edits. */
+function DiskBanner({ file }: { file: OpenFile }) {
+  const resolve = useWorkspace((state) => state.resolveConflict);
+  const close = useWorkspace((state) => state.close);
+  if (file.deleted) {
+    return (
+      <div className="disk-banner" data-testid="disk-banner" data-kind="deleted">
+        {file.path} was deleted on disk. Save creates it again with your edits.
+        <button className="small" onClick={() => close(file.path)}>
+          Close tab
+        </button>
+      </div>
+    );
+  }
+  if (!file.onDisk) return null;
+  return (
+    <div className="disk-banner" data-testid="disk-banner" data-kind="changed">
+      {file.path} changed on disk, and this tab has unsaved edits.
+      <button className="small" data-testid="disk-reload" onClick={() => resolve(file.path, "disk")}>
+        Load the disk version
+      </button>
+      <button className="small" data-testid="disk-keep" onClick={() => resolve(file.path, "mine")}>
+        Keep my edits
+      </button>
+    </div>
+  );
 }
 
 export function EditorPane({ marker }: { marker: LineMarker | null }) {
@@ -92,6 +120,7 @@ export function EditorPane({ marker }: { marker: LineMarker | null }) {
           Save
         </button>
       </div>
+      {file && <DiskBanner file={file} />}
       <div className="editor" data-testid="editor" data-path={active ?? ""} data-cursor-line={cursorLine}>
         {file ? (
           <Editor

@@ -2,6 +2,7 @@ import type { RunEvent } from "@galley/common";
 import { useEffect, useMemo } from "react";
 
 import { Console } from "../../components/Console";
+import { GpuStrip } from "../../components/GpuStrip";
 import { toWorkspacePath } from "../../lib/locations";
 import { useRecipeRunId, useRuns } from "../../stores/runs";
 import { useUi } from "../../stores/ui";
@@ -41,6 +42,9 @@ export function WorkbenchScreen() {
     <div className="workbench">
       <Explorer />
       <div className="workbench-center">
+        <div className="strip-slot">
+          <GpuStrip />
+        </div>
         <EditorPane marker={marker} />
         <section className="console-pane">
           <div className="panel-title">
