@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.multiprocessing as mp
+from torch.multiprocessing.spawn import start_processes
 
 from galley.engine.errors import ModelError
 from galley.engine.tp.sharding import head_ranges
@@ -29,7 +29,7 @@ def test_head_ranges_split_query_and_kv_heads():
     assert groups == [2, 2]
 
 
-def test_head_ranges_replicate_kv_heads_beyond_their_count():
+def test_head_ranges_replicate_kv_heads():
     queries, kv, groups = head_ranges(heads=4, kv_heads=2, tp=4)
     assert queries == ((0, 1), (1, 2), (2, 3), (3, 4))
     assert kv == ((0, 1), (0, 1), (1, 2), (1, 2))
@@ -118,9 +118,11 @@ def _compare_rank(rank: int, folder: str, port: int) -> None:
 
         for optimizer in (reference_optimizer, sharded_optimizer):
             optimizer.step(1e-2, 0.01)
+        # AdamW's first step is about lr * sign(grad), so a gradient element near zero turns
+        # float rounding into up to 1e-5 of difference; 1e-4 is 1% of lr.
         for name, parameter in sharded_parameters:
             full = layouts.layout_named(name).gather(parameter.detach(), rank)
-            torch.testing.assert_close(full, expected[name].detach(), atol=1e-5, rtol=1e-4, msg=name)
+            torch.testing.assert_close(full, expected[name].detach(), atol=1e-4, rtol=1e-4, msg=name)
 
         # The optimizer file is unsharded: the same moments as the tp=1 optimizer's.
         reference_state = reference_optimizer.state_dict()["optimizer"]["state"]
@@ -129,13 +131,19 @@ def _compare_rank(rank: int, folder: str, port: int) -> None:
             torch.testing.assert_close(
                 sharded_state[index]["exp_avg"], values["exp_avg"], atol=1e-6, rtol=1e-4
             )
-        sharded_optimizer.load_state_dict(sharded_optimizer.state_dict(), "gathered state")
+        # Loading the unsharded tp=1 state keeps this rank's slice of each moment.
+        sharded_optimizer.load_state_dict(reference_optimizer.state_dict(), "tp=1 state")
+        loaded = sharded_optimizer.optimizer.state_dict()["state"]
+        layouts_in_order = sharded_optimizer._layouts_in_group_order()
+        for index, values in reference_state.items():
+            expected_slice = layouts_in_order[index].local_slice(values["exp_avg_sq"], rank)
+            torch.testing.assert_close(loaded[index]["exp_avg_sq"], expected_slice)
     finally:
         dist.destroy_process_group()
 
 
-def test_tp2_gradients_norm_and_step_match_unsharded(tmp_path):
+def test_tp2_gradients_and_step_match_unsharded(tmp_path):
     folder = make_tiny(
         "qwen3", tmp_path / "qwen3-one-kv-head", shape=TinyShape(num_key_value_heads=1), seed=3
     )
-    mp.start_processes(_compare_rank, args=(str(folder), _free_port()), nprocs=2, start_method="spawn")
+    start_processes(_compare_rank, args=(str(folder), _free_port()), nprocs=2, start_method="spawn")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from galley.engine.admission import Admission
-from galley.engine.errors import InvalidRequest, NotFound, SpawnRefused
+from galley.engine.errors import InvalidRequest, NotFound, SpawnRefused, WorkerDied
 from galley.engine.launcher import Launcher, WorkerHandle
 from galley.engine.registry import Registry
 from galley.engine.spawns import Spawn
@@ -39,6 +39,8 @@ class Session:
     recipe_hash: str | None = None
     opened_at: float = field(default_factory=time.time)
     subscribed: bool = False  # telemetry events are being pushed to this session
+    # Spawns whose worker died, by name, with the error that later ops on the name raise.
+    died: dict[str, str] = field(default_factory=dict)
 
 
 class SpawnManager:
@@ -112,6 +114,8 @@ class SpawnManager:
 
     def find(self, session: Session, name: str) -> Spawn:
         spawn = session.spawns.get(name)
+        if spawn is None and name in session.died:
+            raise WorkerDied(session.died[name], {"spawn": name})
         if spawn is None:
             names = ", ".join(sorted(session.spawns)) or "none"
             raise NotFound(f"no spawn named {name!r} in this session; its spawns: {names}", {"spawn": name})
@@ -135,6 +139,7 @@ class SpawnManager:
                 f"this session already has a spawn named {name!r}; spawn names are unique per session, "
                 f"so choose another name or dealloc() the first one"
             )
+        session.died.pop(name, None)
         record, base = await self._records(params.model.path)
         if record.kind == "architecture" or not record.path:
             raise InvalidRequest(
@@ -249,6 +254,13 @@ class SpawnManager:
             code,
         )
         spawn.state = "failed"
+        owner = self.sessions.get(spawn.session_id)
+        if owner is not None:
+            for dead in (spawn, *spawn.children):
+                owner.died[dead.name] = (
+                    f"spawn {dead.name!r} is gone: the rank {worker.rank} worker (pid {worker.pid}) of "
+                    f"spawn {spawn.name!r} exited with code {code}; spawn it again"
+                )
         await self._stop(spawn)
 
     # -- release --------------------------------------------------------------------------

@@ -202,7 +202,7 @@ def _raise_rank_error(replies: list[Any]) -> None:
     A rank that dies in a collective usually makes the other ranks' ops fail too (a broken
     connection), and the dead worker is the cause the caller needs to see.
     NOTE: if only some ranks fail an op, the others may wait in a collective until the
-    process group times out; the spawn then stays up with its ranks out of step.
+    process group times out. The spawn then stays up with its ranks out of step.
     """
     errors = [reply for reply in replies if isinstance(reply, BaseException)]
     if not errors:

@@ -11,6 +11,7 @@ import { benchEventStreaming } from "./event-streaming.js";
 export const PYTHON_BENCHMARKS = [
   { name: "generation", module: "galley.bench.generation" },
   { name: "training", module: "galley.bench.training" },
+  { name: "spawn", module: "galley.bench.spawn" },
 ];
 
 // The generation benchmark's default run is sized for about five minutes on two cores.

@@ -55,7 +55,7 @@ def split_by_length(group: list[SequenceState], *, max_padding: float) -> list[l
     buckets: list[list[SequenceState]] = []
     real_tokens = 0
     for sequence in sorted(group, key=lambda item: len(item.prompt_ids)):
-        length = len(sequence.prompt_ids)  # the longest so far, because of the sort
+        length = len(sequence.prompt_ids)  # the maximum length so far, because of the sort
         if buckets:
             rows = len(buckets[-1]) + 1
             if 1 - (real_tokens + length) / (rows * length) <= max_padding:

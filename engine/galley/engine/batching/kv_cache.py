@@ -76,7 +76,7 @@ class BatchKVCache:
         self.mask = mask
 
     def reserve_rows(self, count: int) -> None:
-        """Make room for ``count`` rows in all, so that the inserts of one prefill grow the buffers at most once."""
+        """Make room for ``count`` rows in all, so that the inserts of one prefill need no further row growth."""
         if self.mask is None:
             self._initial_rows = count
         else:

@@ -12,8 +12,8 @@ How a tp=n spawn runs:
 - Generation stays in lockstep: all ranks see the same gathered logits, and sampled
   requests share one seed (``generation.py``).
 - Training combines each parameter's gradient across ranks by its layout and clips by the
-  global gradient norm (``optimizer.py``); ``save`` gathers an unsharded checkpoint that
-  rank 0 writes (``checkpoint.py``).
+  global gradient norm (``optimizer.py``).
+- ``save`` gathers an unsharded checkpoint, which rank 0 writes (``checkpoint.py``).
 
 Why an own Megatron-style sharding with plain tensors, rather than transformers'
 ``from_pretrained(tp_plan="auto")`` or ``torch.distributed.tensor.parallel``: both make the

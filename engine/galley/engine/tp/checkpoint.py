@@ -25,17 +25,20 @@ log = logging.getLogger("galley.engine.training")
 def gather_state_dict(
     module: torch.nn.Module, optimizer: TensorParallelAdamW, adapter_only: bool
 ) -> dict[str, Tensor]:
-    """Return the unsharded state dict on CPU; every rank must call this, in the same order.
+    """Return the unsharded state dict on CPU on rank 0, and an empty dict on the other ranks.
 
-    With ``adapter_only`` only the LoRA tensors are gathered, which is all peft saves.
+    Every rank must call this, in the same order. With ``adapter_only`` only the LoRA
+    tensors are gathered, which is all peft saves.
     """
     sharded = optimizer.sharded
     full: dict[str, Tensor] = {}
     for name, tensor in module.state_dict().items():
         if adapter_only and ".lora_" not in name:
             continue
-        # NOTE: each rank holds one full tensor at a time here, e.g. the whole embedding.
-        full[name] = sharded.layout_named(name).gather(tensor.detach(), sharded.rank).cpu()
+        # NOTE: each rank keeps one full tensor at a time on its device, e.g. the whole embedding.
+        gathered = sharded.layout_named(name).gather(tensor.detach(), sharded.rank)
+        if sharded.rank == 0:
+            full[name] = gathered.cpu()
     return full
 
 

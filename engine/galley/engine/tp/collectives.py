@@ -20,10 +20,6 @@ import torch.distributed as dist
 from torch import Tensor
 
 
-def world_size() -> int:
-    return dist.get_world_size() if dist.is_initialized() else 1
-
-
 def rank() -> int:
     return dist.get_rank() if dist.is_initialized() else 0
 

@@ -1,7 +1,7 @@
-"""Where each rank's piece of a parameter sits in the full tensor, and how its gradient combines.
+"""Shard layouts: the place of each rank's piece in the full tensor, and the rule that combines gradients.
 
 A ``ShardLayout`` describes one parameter across all ranks of a spawn: the dimension it is
-split along (or none), the index range each rank holds there, and how the ranks' gradients
+split along (or none), the index range each rank keeps there, and how the ranks' gradients
 make the gradient of the full tensor. The optimizer, the checkpoint gather and the
 optimizer-state slicing all work from it, and none of them needs to know which layer a
 parameter belongs to.
@@ -16,11 +16,11 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-# How the ranks' gradients of one parameter combine:
+# Rules that combine the ranks' gradients of one parameter:
 # - "local": each rank's gradient is exact for its own slice, and the slices are disjoint.
-# - "sum": each rank computed part of the gradient of its slice; the ranks holding an
-#   element sum their parts (replicated K/V heads, LoRA factors beside a split layer,
-#   Qwen3's per-head q_norm and k_norm).
+# - "sum": each rank computed part of the gradient of its slice, so the ranks that keep an
+#   element sum their parts. This is the rule of replicated K/V heads, of LoRA factors
+#   beside a split layer, and of Qwen3's per-head q_norm and k_norm.
 # - "mean": a replicated parameter whose gradient is complete on every rank. Averaging
 #   keeps the replicas identical when a GPU kernel's backward is not deterministic.
 GradientRule = Literal["local", "sum", "mean"]
@@ -28,9 +28,9 @@ GradientRule = Literal["local", "sum", "mean"]
 
 @dataclass(frozen=True)
 class ShardLayout:
-    """One parameter across the ranks: rank r holds ``full.narrow(dim, *ranges[r])``."""
+    """One parameter across the ranks: rank r keeps ``full.narrow(dim, *ranges[r])``."""
 
-    dim: int | None  # None: every rank holds the whole tensor
+    dim: int | None  # None: every rank keeps the whole tensor
     ranges: tuple[tuple[int, int], ...]  # (start, stop) along ``dim`` for each rank
     full_size: int  # size of the full tensor along ``dim``
     gradient: GradientRule
@@ -43,10 +43,6 @@ class ShardLayout:
     def is_split(self) -> bool:
         return self.dim is not None
 
-    def length(self, rank: int) -> int:
-        start, stop = self.ranges[rank]
-        return stop - start
-
     def local_slice(self, full: Tensor, rank: int) -> Tensor:
         """Rank ``rank``'s piece of ``full``, a copy that owns its storage."""
         if self.dim is None:
@@ -55,7 +51,7 @@ class ShardLayout:
         return full.narrow(self.dim, start, stop - start).clone()
 
     def multiplicity(self, device: torch.device) -> Tensor:
-        """Number of ranks holding each index along ``dim``, shape (full_size,)."""
+        """Count the ranks that keep each index along ``dim``; shape (full_size,)."""
         counts = torch.zeros(self.full_size, dtype=torch.float64, device=device)
         for start, stop in self.ranges:
             counts[start:stop] += 1
@@ -103,7 +99,7 @@ class ShardLayout:
         """This rank's share of the full gradient's squared L2 norm, as a float64 scalar.
 
         The shares of all ranks sum to the squared norm of the full gradient, because an
-        element held by k ranks counts 1/k on each. Call after ``combine_gradient``.
+        element kept by k ranks counts 1/k on each. Call after ``combine_gradient``.
         """
         squares = grad.detach().double().pow(2)
         if self.dim is None:

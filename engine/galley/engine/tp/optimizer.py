@@ -3,7 +3,7 @@
 ``TensorParallelAdamW`` is the trainer's ``MasterWeightsAdamW`` with three additions:
 
 1. Before clipping, each gradient is combined across ranks by its ``ShardLayout`` rule, so
-   every rank holds its slice of the gradient that the unsharded model would have.
+   every rank has its slice of the gradient that the unsharded model would have.
 2. The gradient norm is the norm of the full model's gradient: each rank sums its share
    of the squared norm and one all-reduce adds the shares.
 3. ``state_dict`` gathers the AdamW moments and master weights into full tensors, and
@@ -31,11 +31,11 @@ class TensorParallelAdamW(MasterWeightsAdamW):
         super().__init__(named_parameters)
         self.sharded = sharded
         self.rank = sharded.rank
-        self.layouts = [sharded.layout_of(entry.parameter) for entry in self.parameters]
+        self.layouts = [sharded.layout_named(entry.name) for entry in self.parameters]
 
     def gather_gradients(self, scale: float) -> None:
         super().gather_gradients(scale)
-        whole: dict[str, list[tuple[Tensor, ShardLayout]]] = {"sum": [], "mean": []}
+        whole: dict[str, list[Tensor]] = {"sum": [], "mean": []}
         for entry, layout in zip(self.parameters, self.layouts, strict=True):
             grad = entry.master.grad
             if grad is None or layout.gradient == "local":
@@ -43,9 +43,9 @@ class TensorParallelAdamW(MasterWeightsAdamW):
             if layout.is_split:  # replicated K/V heads: few tensors, combined one by one
                 layout.combine_gradient(grad, self.rank)
             else:
-                whole[layout.gradient].append((grad, layout))
+                whole[layout.gradient].append(grad)
         for rule, grads in whole.items():
-            _all_reduce_together([grad for grad, _ in grads], mean=rule == "mean")
+            _all_reduce_together(grads, mean=rule == "mean")
 
     def clip_gradients(self, max_norm: float | None) -> float:
         pairs = [
@@ -71,7 +71,10 @@ class TensorParallelAdamW(MasterWeightsAdamW):
     # -- persistence ----------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        """The unsharded state; every rank must call this, in the same order."""
+        """The unsharded state, on every rank; every rank must call this, in the same order.
+
+        NOTE: each rank keeps the whole AdamW state in CPU memory until the caller drops it.
+        """
         state = super().state_dict()
         layouts = self._layouts_in_group_order()
         # torch's state_dict shares the live per-parameter dicts, so build new ones.
@@ -116,7 +119,7 @@ class TensorParallelAdamW(MasterWeightsAdamW):
 
 
 def _is_moment(value: Any) -> bool:
-    """Whether an AdamW state entry is a per-element tensor (exp_avg, exp_avg_sq), not the step count."""
+    """Check whether an AdamW state entry is a per-element tensor (exp_avg, exp_avg_sq), not the step count."""
     return isinstance(value, Tensor) and value.ndim > 0
 
 

@@ -11,7 +11,7 @@ Per decoder layer, with H query heads, KV key/value heads and ``tp`` ranks:
   all-reduce forward and one backward.
 - The embedding and lm_head are vocab-parallel: rank r keeps a slice of the vocabulary
   rows. Embedding lookups outside the slice give zeros and the ranks' results are summed.
-  The lm_head's logits are gathered, so every rank sees the full (…, vocab) logits.
+  The lm_head's logits are gathered, so every rank gets the full (…, vocab) logits.
 - Norms stay whole on every rank.
 
 LoRA layers of peft are split with their base layer: beside a column-parallel layer
@@ -46,18 +46,14 @@ MLP_COLUMN_PARALLEL = ("gate_proj", "up_proj")
 
 @dataclass
 class ShardedModel:
-    """The layouts of one rank's parameters, by parameter name and by parameter object."""
+    """The layouts of one rank's parameters, by parameter name in the sharded module."""
 
     rank: int
     tp: int
     layouts: dict[str, ShardLayout] = field(default_factory=dict)
-    by_parameter: dict[int, ShardLayout] = field(default_factory=dict)
-
-    def layout_of(self, parameter: Tensor) -> ShardLayout:
-        """Layout of a parameter; one the sharding did not touch (a value head) is replicated."""
-        return self.by_parameter.get(id(parameter)) or ShardLayout.replicated(self.tp)
 
     def layout_named(self, name: str) -> ShardLayout:
+        """Layout of a parameter by its name in the module; other names (a value head) are replicated."""
         return self.layouts.get(name) or ShardLayout.replicated(self.tp)
 
 
@@ -68,9 +64,9 @@ class ShardedModel:
 class VocabParallelEmbedding(nn.Module):
     """Rows ``[start, stop)`` of an embedding; the ranks' lookups are summed."""
 
-    def __init__(self, weight: nn.Parameter, start: int, stop: int, padding_idx: int | None):
+    def __init__(self, weight: Tensor, start: int, stop: int, padding_idx: int | None):
         super().__init__()
-        self.weight = weight
+        self.weight = _as_parameter(weight)
         self.start, self.stop = start, stop
         self.padding_idx = (
             padding_idx - start if padding_idx is not None and start <= padding_idx < stop else None
@@ -87,9 +83,9 @@ class VocabParallelEmbedding(nn.Module):
 class VocabParallelLMHead(nn.Module):
     """Vocabulary rows of the LM head; returns the full logits, gathered from every rank."""
 
-    def __init__(self, weight: nn.Parameter, sizes: tuple[int, ...]):
+    def __init__(self, weight: Tensor, sizes: tuple[int, ...]):
         super().__init__()
-        self.weight = weight
+        self.weight = _as_parameter(weight)
         self.sizes = sizes
 
     def forward(self, hidden: Tensor) -> Tensor:
@@ -105,11 +101,12 @@ class _Sharder:
     def __init__(self, rank: int, tp: int):
         self.rank = rank
         self.tp = tp
-        self.sharded = ShardedModel(rank=rank, tp=tp)
+        # By id() of the parameter; every recorded parameter stays referenced by the module.
+        self.by_parameter: dict[int, ShardLayout] = {}
 
     def record(self, parameter: Tensor | None, layout: ShardLayout) -> None:
         if parameter is not None:
-            self.sharded.by_parameter[id(parameter)] = layout
+            self.by_parameter[id(parameter)] = layout
 
     def split(
         self,
@@ -133,7 +130,7 @@ class _Sharder:
 
     # -- linear layers --------------------------------------------------------------------
 
-    def column_parallel(self, layer: nn.Module, ranges: tuple[tuple[int, int], ...]) -> None:
+    def column_parallel(self, layer: Any, ranges: tuple[tuple[int, int], ...]) -> None:
         base, loras = _lora_parts(layer)
         gradient: GradientRule = "local" if _disjoint(ranges) else "sum"
         self.split(base, "weight", 0, ranges, gradient)
@@ -146,7 +143,7 @@ class _Sharder:
         if loras:
             layer.out_features = base.out_features
 
-    def row_parallel(self, layer: nn.Module, ranges: tuple[tuple[int, int], ...], where: str) -> None:
+    def row_parallel(self, layer: Any, ranges: tuple[tuple[int, int], ...], where: str) -> None:
         base, loras = _lora_parts(layer)
         if base.bias is not None:
             # NOTE: a row-parallel bias must be added once after the all-reduce; Llama and
@@ -166,11 +163,13 @@ class _Sharder:
 
     # -- blocks ---------------------------------------------------------------------------
 
-    def attention(self, attention: nn.Module, config: Any, where: str) -> None:
+    def attention(self, attention: Any, config: Any, where: str) -> None:
         heads, kv_heads = int(config.num_attention_heads), int(config.num_key_value_heads)
         head_dim = int(getattr(config, "head_dim", None) or config.hidden_size // heads)
         query_ranges, kv_ranges, groups = head_ranges(heads, kv_heads, self.tp)
-        rows = lambda ranges: tuple((start * head_dim, stop * head_dim) for start, stop in ranges)  # noqa: E731
+
+        def rows(ranges: tuple[tuple[int, int], ...]) -> tuple[tuple[int, int], ...]:
+            return tuple((start * head_dim, stop * head_dim) for start, stop in ranges)
 
         self.column_parallel(attention.q_proj, rows(query_ranges))
         self.column_parallel(attention.k_proj, rows(kv_ranges))
@@ -184,7 +183,7 @@ class _Sharder:
                     self.keep(parameter, "sum")
         _reduce_block(attention)
 
-    def mlp(self, mlp: nn.Module, where: str) -> None:
+    def mlp(self, mlp: Any, where: str) -> None:
         base, _ = _lora_parts(mlp.gate_proj)
         ranges = _ranges(split_sizes(base.out_features, self.tp))
         for name in MLP_COLUMN_PARALLEL:
@@ -192,7 +191,7 @@ class _Sharder:
         self.row_parallel(mlp.down_proj, ranges, f"{where}.down_proj")
         _reduce_block(mlp)
 
-    def embeddings(self, causal_lm: nn.Module) -> None:
+    def embeddings(self, causal_lm: Any) -> None:
         embedding = causal_lm.get_input_embeddings()
         lm_head = causal_lm.get_output_embeddings()
         if type(embedding) is not nn.Embedding:
@@ -239,7 +238,8 @@ def shard_module(module: nn.Module, rank: int, tp: int) -> ShardedModel:
 
     for index, layer in enumerate(layers):
         where = f"layer {index} of {type(causal_lm).__name__}"
-        attention, mlp = getattr(layer, "self_attn", None), getattr(layer, "mlp", None)
+        attention: Any = getattr(layer, "self_attn", None)
+        mlp: Any = getattr(layer, "mlp", None)
         if not _has_children(attention, (*COLUMN_PARALLEL, "o_proj")) or not _has_children(
             mlp, (*MLP_COLUMN_PARALLEL, "down_proj")
         ):
@@ -251,10 +251,9 @@ def shard_module(module: nn.Module, rank: int, tp: int) -> ShardedModel:
         sharder.mlp(mlp, where)
     sharder.embeddings(causal_lm)
 
-    sharded = sharder.sharded
+    sharded = ShardedModel(rank=rank, tp=tp)
     for name, parameter in module.named_parameters(remove_duplicate=False):
-        sharded.layouts[name] = sharded.layout_of(parameter)
-        sharded.by_parameter.setdefault(id(parameter), sharded.layouts[name])
+        sharded.layouts[name] = sharder.by_parameter.get(id(parameter)) or ShardLayout.replicated(tp)
     log.info(
         "rank %d of %d: %d parameters split, %.1f M elements on this rank",
         rank,
@@ -305,6 +304,11 @@ def head_ranges(
 # Helpers
 
 
+def _as_parameter(weight: Tensor) -> nn.Parameter:
+    """Keep a parameter as it is, so a tied embedding and lm_head go on sharing it."""
+    return weight if isinstance(weight, nn.Parameter) else nn.Parameter(weight)
+
+
 def _ranges(sizes: list[int]) -> tuple[tuple[int, int], ...]:
     ranges, start = [], 0
     for size in sizes:
@@ -321,8 +325,8 @@ def _has_children(module: nn.Module | None, names: tuple[str, ...]) -> bool:
     return module is not None and all(isinstance(getattr(module, name, None), nn.Module) for name in names)
 
 
-def _lora_parts(layer: nn.Module) -> tuple[nn.Linear, list[tuple[nn.Linear, nn.Linear]]]:
-    """The base nn.Linear of a layer and its LoRA (A, B) pairs; a plain nn.Linear has none."""
+def _lora_parts(layer: Any) -> tuple[nn.Linear, list[tuple[nn.Linear, nn.Linear]]]:
+    """Return the base nn.Linear of a layer and its LoRA (A, B) pairs; a plain nn.Linear has none."""
     if type(layer) is nn.Linear:
         return layer, []
     base = getattr(layer, "base_layer", None)

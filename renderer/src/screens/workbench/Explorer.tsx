@@ -94,16 +94,17 @@ function FileItem({ entry, active, renaming, onRename }: { entry: WorkspaceEntry
         {dirty && <span className="dirty" title="Unsaved changes"> ●</span>}
       </button>
       <span className="file-actions">
-        <button className="small" title={`Rename ${entry.path}`} data-testid="rename-file" onClick={() => onRename(entry.path)}>
-          Rename
+        <button className="small icon" title={`Rename ${entry.path}`} aria-label={`Rename ${entry.path}`} data-testid="rename-file" onClick={() => onRename(entry.path)}>
+          ✎
         </button>
         <button
-          className="small"
+          className="small icon"
           title={`Delete ${entry.path}`}
+          aria-label={`Delete ${entry.path}`}
           data-testid="delete-file"
           onClick={() => void deleteFile(entry.path).catch((error: unknown) => reportError(`Deleting ${entry.path}`, error))}
         >
-          Delete
+          ✕
         </button>
       </span>
     </li>
