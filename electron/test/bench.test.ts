@@ -5,6 +5,8 @@ import { describe, expect, test } from "vitest";
 
 import { lastJsonObject, runBenchmarks } from "../src/node/bench/bench.js";
 import { benchEventStreaming } from "../src/node/bench/event-streaming.js";
+import { benchUiTelemetry, syntheticSample } from "../src/node/bench/ui-telemetry.js";
+import { Telemetry } from "../src/common/index.js";
 import { layout, tempDir } from "./helpers.js";
 
 describe("bench", () => {
@@ -30,5 +32,26 @@ describe("bench", () => {
     expect(report.results.generation).toEqual({ status: "skipped", note: expect.stringMatching(/galley\/bench\/generation\.py does not exist yet$/) });
     expect(report.results.training?.status).toBe("skipped");
     expect(report.results.event_streaming).toBeUndefined();
+  });
+
+  test("synthetic telemetry matches the contract", () => {
+    const sample = syntheticSample(1000, 8, 32);
+    expect(Telemetry.parse(sample)).toBeTruthy();
+    expect(sample.devices).toHaveLength(8);
+    expect(sample.spawns).toHaveLength(32);
+    for (const device of sample.devices) expect(device.used_bytes).toBeLessThanOrEqual(device.total_bytes);
+    // Every spawn's memory moves between samples, so each one repaints the panel.
+    expect(syntheticSample(1000.5, 8, 32).spawns[0]!.ranks[0]!.plan).not.toEqual(sample.spawns[0]!.ranks[0]!.plan);
+  });
+
+  const chromium = process.env.GALLEY_CHROMIUM ?? "/usr/bin/chromium";
+  const uiReady = fs.existsSync(chromium) && fs.existsSync(path.join(layout.rendererDist, "index.html"));
+  test.skipIf(!uiReady)("ui benchmark paints every sample", { timeout: 60_000 }, async () => {
+    const result = await benchUiTelemetry(layout, { seconds: 3, chromium });
+    expect(result.samples_sent).toBeGreaterThanOrEqual(5);
+    expect(result.samples_painted).toBeGreaterThan(0);
+    expect(result.frames).toBeGreaterThan(0);
+    expect(Number.isFinite(result.update_to_paint_ms.p95)).toBe(true);
+    expect(result.update_to_paint_ms.p95).toBeGreaterThanOrEqual(result.update_to_paint_ms.p50);
   });
 });

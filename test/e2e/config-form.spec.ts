@@ -1,6 +1,18 @@
 // The config form generated from a recipe's InputConfig: registry picker, validation of every
 // field before the run starts, and the values reaching the recipe.
-import { expect, openRecipe, runAndWait, screenshot, test } from "./fixtures";
+import { createWorkspaceFile, expect, openRecipe, runAndWait, screenshot, test } from "./fixtures";
+
+const UNKNOWN_MODEL = `from adaptive_harmony.runtime import AdaptiveModel, InputConfig, RecipeContext, recipe_main
+
+
+class Config(InputConfig):
+    model: AdaptiveModel = AdaptiveModel("no-such-model")
+
+
+@recipe_main
+async def main(config: Config, ctx: RecipeContext):
+    print("started with", config.model.path)
+`;
 
 test("config form validates before running", async ({ workbench: page }) => {
   await openRecipe(page, "config_form.py");
@@ -34,4 +46,23 @@ test("config form validates before running", async ({ workbench: page }) => {
   await expect(output).not.toContainText("reply 3:");
   await expect(page.locator('[data-testid="progress"] [data-stage="generate"]')).toContainText("2/2");
   await screenshot(page, "config-form");
+});
+
+test("config form rejects an unknown model", async ({ workbench: page }) => {
+  await createWorkspaceFile(page, "forms/unknown_model.py", UNKNOWN_MODEL);
+  await openRecipe(page, "forms/unknown_model.py");
+  const model = page.getByTestId("config-model");
+  await expect(model).toHaveValue("no-such-model");
+  await expect(model.locator("option:checked")).toHaveText("no-such-model (not registered)");
+
+  await page.getByTestId("run-button").click();
+  await expect(page.getByTestId("config-problem")).toContainText('model unknown model "no-such-model"; pick one of');
+  await expect(page.getByTestId("config-problem")).toContainText("galley-tiny-qwen3");
+  await expect(page.getByTestId("run-status")).toHaveCount(0);
+  await screenshot(page, "config-form-unknown-model");
+
+  // Picking a registered model clears the problem and the run starts.
+  await model.selectOption("galley-tiny-qwen3");
+  expect(await runAndWait(page)).toBe("succeeded");
+  await expect(page.getByTestId("console")).toContainText("started with model_registry://galley-tiny-qwen3");
 });

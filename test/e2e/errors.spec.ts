@@ -1,5 +1,5 @@
 // Errors in a recipe reach the person as file:line links that open the editor at that line.
-import { createWorkspaceFile, expect, openRecipe, runAndWait, test } from "./fixtures";
+import { createWorkspaceFile, expect, openRecipe, runAndWait, screenshot, test } from "./fixtures";
 
 const RAISES = `from adaptive_harmony.runtime import RecipeContext, recipe_main
 
@@ -20,7 +20,6 @@ async def main(ctx: RecipeContext)
 
 test("runtime error links to its line", async ({ workbench: page }) => {
   await createWorkspaceFile(page, "errors/raises.py", RAISES);
-  await page.reload();
   await openRecipe(page, "errors/raises.py");
 
   expect(await runAndWait(page)).toBe("failed");
@@ -36,11 +35,11 @@ test("runtime error links to its line", async ({ workbench: page }) => {
   await expect(page.getByTestId("editor")).toHaveAttribute("data-cursor-line", "7");
   await expect(page.getByTestId("editor")).toHaveAttribute("data-path", "errors/raises.py");
   await expect(page.getByTestId("console")).toContainText("about to fail");
+  await screenshot(page, "error-line");
 });
 
 test("syntax error is shown before running", async ({ workbench: page }) => {
   await createWorkspaceFile(page, "errors/syntax.py", SYNTAX_ERROR);
-  await page.reload();
   await openRecipe(page, "errors/syntax.py");
 
   // The schema request loads the recipe, so the error shows up as soon as it is opened.

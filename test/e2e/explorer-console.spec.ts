@@ -79,7 +79,7 @@ test("files changed on disk reload or warn", async ({ workbench: page }) => {
   await expect(editor).toContainText("VERSION_TWO");
   await expect(page.getByTestId("disk-banner")).toHaveCount(0);
 
-  // With unsaved edits, the tab keeps them and says that the disk changed.
+  // With unsaved edits, the tab keeps them and shows that the disk changed.
   await page.locator(".monaco-editor .view-line").first().click();
   await page.keyboard.press("End");
   await page.keyboard.type("  # local edit");

@@ -1,6 +1,6 @@
-// A second server whose engine places spawns on 4 virtual 80 GiB devices (compute runs on the
-// CPU): an example recipe's spawn appears on the GPU panel and the workbench's GPU strip and
-// leaves when the run ends, and a model's edited kv_cache_len reaches the next spawn.
+// A second server whose engine places spawns on 4 virtual 80 GiB devices, while compute runs
+// on the CPU. An example recipe's spawn appears on the GPU panel and the workbench's GPU strip
+// and leaves when the run ends. A model's edited kv_cache_len reaches the next spawn.
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";

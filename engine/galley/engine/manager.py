@@ -316,13 +316,21 @@ class SpawnManager:
         spawn = self.spawns.get(spawn_id)
         if spawn is None:
             live = ", ".join(sorted(self.spawns)) or "none"
-            raise NotFound(f"no live spawn with id {spawn_id!r}; live spawn ids: {live}", {"spawn_id": spawn_id})
+            raise NotFound(
+                f"no live spawn with id {spawn_id!r}; live spawn ids: {live}", {"spawn_id": spawn_id}
+            )
         if spawn.state == "loading":
             # Its workers are still starting; ending it now would leave them running.
             raise InvalidRequest(f"spawn {spawn.name!r} is still loading; release it once it is ready")
         pids = [worker.pid for worker in spawn.workers]  # empty for a frozen copy: no process ends
         await self.release(spawn, f"a client released it by id (session {spawn.session_id})")
-        return {"id": spawn_id, "name": spawn.name, "session": spawn.session_id, "released": True, "pids": pids}
+        return {
+            "id": spawn_id,
+            "name": spawn.name,
+            "session": spawn.session_id,
+            "released": True,
+            "pids": pids,
+        }
 
     async def shutdown(self) -> None:
         spawns = list(self.spawns.values())

@@ -16,6 +16,7 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 FAMILIES = ("llama-3.1", "qwen3")
 
@@ -87,7 +88,7 @@ def find_tokenizer_dir(family: str, start: Path | None = None) -> Path:
 def _config(family: str, shape: TinyShape, vocab_size: int, tokenizer_config: dict):
     from transformers import LlamaConfig, Qwen3Config
 
-    common = dict(
+    common: dict[str, Any] = dict(
         hidden_size=shape.hidden_size,
         intermediate_size=shape.intermediate_size,
         num_hidden_layers=shape.num_hidden_layers,
@@ -102,7 +103,7 @@ def _config(family: str, shape: TinyShape, vocab_size: int, tokenizer_config: di
             **common,
             head_dim=shape.hidden_size // shape.num_attention_heads,
             max_position_embeddings=shape.max_position_embeddings or 40_960,
-            rope_theta=1_000_000.0,
+            rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0},
             tie_word_embeddings=False,
             bos_token_id=151643,
             eos_token_id=151645,
@@ -111,9 +112,9 @@ def _config(family: str, shape: TinyShape, vocab_size: int, tokenizer_config: di
     return LlamaConfig(
         **common,
         max_position_embeddings=shape.max_position_embeddings or 131_072,
-        rope_theta=500_000.0,
-        rope_scaling={
+        rope_parameters={
             "rope_type": "llama3",
+            "rope_theta": 500_000.0,
             "factor": 8.0,
             "low_freq_factor": 1.0,
             "high_freq_factor": 4.0,

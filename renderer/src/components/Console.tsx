@@ -8,7 +8,7 @@ import { ConsoleBuilder, type ConsoleLine, cssOf, lineText } from "../lib/ansi";
 import { outputChunks } from "../lib/run-events";
 import { LocatedText } from "./LocatedText";
 
-// Lines kept in the page when not searching; the run's folder holds the full output.
+// Lines kept in the page when not searching. The run's events contain the full output.
 const MAX_RENDERED_LINES = 2000;
 
 /** Builds the console lines incrementally while events are only appended, from scratch otherwise. */

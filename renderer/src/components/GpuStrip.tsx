@@ -1,6 +1,6 @@
 // A compact row of every device's memory, shown above the workbench's editor while a run is
-// going or spawns hold memory, so a person sees what the run places without leaving the
-// editor. Clicking it opens the GPU panel.
+// going or spawns use memory, so the run's placements are visible from the editor. Clicking
+// it opens the GPU panel.
 import { TERMINAL_RUN_STATUSES } from "@galley/common";
 import { useMemo } from "react";
 

@@ -51,7 +51,7 @@ export interface ChartBox {
   maxBytes: number;
 }
 
-/** SVG path of each layer's area, stacked in LAYERS order; empty strings with fewer than 2 points. */
+/** Returns the SVG path of each layer's area, stacked in LAYERS order, or empty strings with fewer than 2 points. */
 export function stackedPaths(points: UsagePoint[], box: ChartBox): Record<Layer, string> {
   const paths: Record<Layer, string> = { train: "", inference: "", other: "" };
   if (points.length < 2) return paths;

@@ -23,7 +23,7 @@ export const useDialogs = create<DialogState>()((set, get) => ({
   },
 }));
 
-/** Asks the person to confirm; a request made while another is open cancels the first. */
+/** Asks the person to confirm. A request made while another is open cancels the first. */
 export function confirmAction(request: ConfirmRequest): Promise<boolean> {
   useDialogs.getState().resolve?.(false);
   return new Promise((resolve) => useDialogs.setState({ request, resolve }));

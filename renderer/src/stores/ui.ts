@@ -15,7 +15,7 @@ export interface Notice {
 
 interface UiState {
   screen: Screen;
-  // The run the Runs screen shows and the model the Registry screen shows; null picks the first.
+  // The run the Runs screen shows and the model the Registry screen shows. Null shows the first.
   selectedRun: string | null;
   selectedModel: string | null;
   connection: ConnectionState;

@@ -7,6 +7,7 @@ import path from "node:path";
 import type { InstallLayout } from "../layout.js";
 import { runPython, tail } from "../python.js";
 import { benchEventStreaming } from "./event-streaming.js";
+import { benchUiTelemetry } from "./ui-telemetry.js";
 
 export const PYTHON_BENCHMARKS = [
   { name: "generation", module: "galley.bench.generation" },
@@ -59,6 +60,8 @@ export interface BenchOptions {
   only?: string[];
   outDir: string;
   events?: number;
+  /** Seconds the UI benchmark feeds telemetry to the page. */
+  uiSeconds?: number;
   log(line: string): void;
 }
 
@@ -81,6 +84,18 @@ export async function runBenchmarks(layout: InstallLayout, options: BenchOptions
       options.log(`event_streaming: ${result.events_per_s} events/s`);
     } catch (error) {
       results.event_streaming = { status: "failed", wall_s: 0, message: (error as Error).message };
+    }
+  }
+  if (selected("ui_telemetry")) {
+    options.log("running the UI telemetry benchmark in Chromium");
+    const started = performance.now();
+    const wall = () => Number(((performance.now() - started) / 1000).toFixed(1));
+    try {
+      const result = await benchUiTelemetry(layout, options.uiSeconds ? { seconds: options.uiSeconds } : {});
+      results.ui_telemetry = { status: "ok", wall_s: wall(), result };
+      options.log(`ui_telemetry: p95 update-to-paint ${result.update_to_paint_ms.p95} ms, ${result.dropped_frames} dropped frames`);
+    } catch (error) {
+      results.ui_telemetry = { status: "failed", wall_s: wall(), message: (error as Error).message };
     }
   }
 

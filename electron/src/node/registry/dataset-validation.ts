@@ -15,8 +15,9 @@ function describeType(value: unknown): string {
 }
 
 /**
- * Returns the problems of one row. A row is a JSON object; when it has `messages` (the chat
- * format recipes read as StringThread turns), each message needs a known role and string content.
+ * Returns the problems of one row, which must be a JSON object. A row with `messages` is in the
+ * chat format that recipes read as StringThread turns, so each message needs a known role and
+ * string content.
  */
 export function rowProblems(row: unknown): string[] {
   if (typeof row !== "object" || row === null || Array.isArray(row)) {

@@ -13,7 +13,7 @@ function sum(values: (number | null | undefined)[]): number | null {
   return present.length ? present.reduce((total, value) => total + value, 0) : null;
 }
 
-/** The token budget a spawn was placed with: the KV cache for inference, the micro-batch for training. */
+/** Formats the token budget a spawn was placed with: the KV cache for inference, the micro-batch for training. */
 function tokenBudget(spawn: SpawnTelemetry): string {
   if (spawn.kind === "train") return spawn.max_batch_size ? `batch ${spawn.max_batch_size}` : "–";
   return spawn.kv_cache_len ? `kv ${spawn.kv_cache_len}` : "–";

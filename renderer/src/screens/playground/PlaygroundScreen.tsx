@@ -1,5 +1,5 @@
 // Chat with an inference spawn of any registered model, with sampling controls. Each message
-// is one run of the playground recipe; the engine reuses the kept spawn between messages
+// is one run of the playground recipe. The engine reuses the kept spawn between messages
 // while the model and its inference configuration stay the same.
 import { TERMINAL_RUN_STATUSES, type RunEvent } from "@galley/common";
 import { useEffect, useState } from "react";

@@ -1,7 +1,7 @@
 // The recipe behind the Playground screen. Each message runs it once with the conversation
 // as its config. The engine hands the kept inference spawn back to the next run while the
 // model and its configuration are unchanged (within the keep-warm TTL), so only the first
-// message pays for loading; the reply says whether the spawn was reused.
+// message pays for loading. The printed reply reports whether the spawn was reused.
 // NOTE: each Playground message is a run and shows up in the run history. A chat that kept
 // one engine session open would skip the runner's start-up, but the API has no call for it.
 
@@ -45,7 +45,7 @@ async def main(config: Config, ctx: RecipeContext):
 
 export interface PlaygroundReply {
   content: string;
-  // The spawn that answered, as the engine reported it; null from an older recipe version.
+  // The spawn that generated the reply, as the engine reported it. Null from an older recipe version.
   spawn: { reused: boolean; kv_cache_len: number; devices: string[] } | null;
 }
 

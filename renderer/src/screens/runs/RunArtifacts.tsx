@@ -1,5 +1,5 @@
-// What a run produced: the artifacts it registered through JobNotifier, and the models it
-// saved (registry entries whose lineage names this run), each model linked to the registry.
+// Artifacts of a run: those it registered through JobNotifier, and the models it saved
+// (registry entries whose lineage names this run), each model linked to the registry.
 import type { ModelRecord, RunEvent } from "@galley/common";
 import { useMemo } from "react";
 
