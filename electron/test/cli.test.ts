@@ -130,4 +130,75 @@ describe.skipIf(!runnable)("galley CLI", () => {
       expect(result.stdout).toMatch(/failed\s+2\s+.*seed_config_as_printed\.py\s+\S*seed_config_as_printed\.py:5: Annotated/);
     });
   });
+
+  describe("training recipes", () => {
+    test("sft_adapter saves an adapter with lineage", { timeout: 600_000 }, () => {
+      // The recipe asserts itself that the loss halves; exit 0 means it did.
+      const result = cli("run", recipe("sft_adapter.py"));
+      expect(result.code, result.stderr).toBe(0);
+      expect(result.stdout).toMatch(/^loss first=\d+\.\d+ last=\d+\.\d+$/m);
+      expect(result.stdout).toContain("saved freedonia-adapter\n");
+      expect(result.stdout).toMatch(/^answer: \S/m);
+
+      const shown = cli("models", "show", "freedonia-adapter", "--json");
+      expect(shown.code, shown.stderr).toBe(0);
+      const record = JSON.parse(shown.stdout) as {
+        kind: string;
+        base_key: string;
+        lineage: { parent_key: string; run_id: string | null; recipe_hash: string | null; optim_step: number };
+      };
+      expect(record.kind).toBe("adapter");
+      expect(record.base_key).toBe("llama-3.1-8b-instruct");
+      expect(record.lineage.parent_key).toBe("llama-3.1-8b-instruct");
+      expect(record.lineage.optim_step).toBe(30);
+      expect(record.lineage.run_id).toBeTruthy();
+      expect(record.lineage.recipe_hash).toMatch(/^[0-9a-f]{64}$/);
+
+      const listed = cli("models", "list");
+      expect(listed.stdout).toMatch(/freedonia-adapter\s+adapter\s+llama\s+.*from llama-3\.1-8b-instruct, run \S+, step 30/);
+    });
+
+    test("reward_model fits the value head", { timeout: 600_000 }, () => {
+      // The recipe asserts that the squared error falls by three quarters.
+      const result = cli("run", recipe("reward_model.py"));
+      expect(result.code, result.stderr).toBe(0);
+      const match = /squared error before=(\d+\.\d+) after=(\d+\.\d+)/.exec(result.stdout);
+      expect(match, result.stdout).not.toBeNull();
+      expect(Number(match![2])).toBeLessThan(Number(match![1]) * 0.25);
+    });
+  });
+});
+
+// Dry runs plan the real sizes: architecture-only entries under the seed recipes' keys and
+// one virtual 80 GiB device. Nothing is loaded, so these need no model weights.
+describe.skipIf(!runnable)("galley run --dry-run at real sizes", () => {
+  const realHome = tempDir("cli-real-sizes");
+  const real = (...args: string[]) => runCli(args, { GALLEY_HOME: realHome });
+
+  beforeAll(() => {
+    const added = real("models", "add-architecture", "Llama-3.1-8B-Instruct");
+    expect(added.code, added.stderr).toBe(0);
+    expect(added.stdout).toContain("llama-3.1-8b-instruct");
+  }, 120_000);
+
+  test("full training at 4096 tokens is refused with advice", { timeout: 300_000 }, () => {
+    const result = real("run", "--dry-run", "--devices", "1x80GiB", recipe("seed_spawns.py"));
+    expect(result.code).toBe(1);
+    expect(result.stdout).toContain("train spawn 'train_model' would be REFUSED");
+    for (const component of ["weights", "gradients", "optimizer_state", "activations", "logits"]) {
+      expect(result.stdout).toMatch(new RegExp(`^\\s+${component}\\s+\\d+\\.\\d\\d GiB`, "m"));
+    }
+    expect(result.stdout).toMatch(/against 80\.00 GiB free on virtual:0/);
+    expect(result.stdout).toMatch(/adapter training \(\.with_adapter\(\)\) fits at max_batch_size=4096/);
+    expect(result.stdout).toMatch(/inference spawn 'inf_model' of llama-3\.1-8b-instruct \(tp=1, kv_cache_len=100000\)/);
+    expect(result.stderr.trim().split("\n").at(-1)).toMatch(/dry run: 1 of 2 spawns would be refused \('train_model'\)$/);
+  });
+
+  test("adapter training from the config form fits", { timeout: 300_000 }, () => {
+    const result = real("run", "--dry-run", "--devices", "1x80GiB", recipe("seed_config.py"), "--config", recipe("seed_config.json"));
+    expect(result.code, result.stdout + result.stderr).toBe(0);
+    expect(result.stdout).toMatch(/train spawn 'model_trained' of llama-3\.1-8b-instruct \(tp=1, max_batch_size=2048, LoRA adapter\)/);
+    expect(result.stdout).toMatch(/^\s+total\s+\d+\.\d\d GiB$/m);
+    expect(result.stdout).not.toContain("REFUSED");
+  });
 });

@@ -136,6 +136,15 @@ describe("API", () => {
     expect(body.error.message).toMatch(/^request body is not valid JSON/);
   });
 
+  test("run of a file outside the workspace is rejected", async () => {
+    for (const recipe_path of ["/etc/hostname", "../outside.py"]) {
+      const response = await call("POST", "/api/runs", { recipe_path, config: {} });
+      expect(response.status, recipe_path).toBe(400);
+      const body = (await response.json()) as { error: { message: string } };
+      expect(body.error.message).toContain(recipe_path);
+    }
+  });
+
   test("unknown route and wrong verb", async () => {
     expect((await call("GET", "/api/nothing")).status).toBe(404);
     const wrongVerb = await call("PUT", "/api/models");

@@ -439,3 +439,21 @@ def test_greedy_matches_generate_cuda(tiny_model_dir: Path):
     scheduler = make_scheduler(lm)
     futures = [scheduler.add(GenerationRequest(p, n)) for p, (_, n) in zip(prompts, MIXED, strict=True)]
     assert [result.ids for result in run_to_completion(scheduler, futures)] == expected
+
+
+def test_token_limit_keeps_ids_inside_tokenizer(tiny_lm: TinyLM):
+    # The embedding has rows past the tokenizer's last id; a limit below the greedy choices
+    # must move every generated id under it, for greedy and sampled requests alike.
+    limit = 1000
+    unlimited = make_scheduler(tiny_lm, eos_token_ids=[])
+    (free,) = run_to_completion(unlimited, [unlimited.add(GenerationRequest(random_prompt(6, 500), 12))])
+    assert any(token >= limit for token in free.ids), "the test needs a prompt whose greedy ids pass the limit"
+
+    limited = make_scheduler(tiny_lm, eos_token_ids=[], token_limit=limit)
+    futures = [
+        limited.add(GenerationRequest(random_prompt(6, 500), 12)),
+        limited.add(GenerationRequest(random_prompt(9, 501), 12, temperature=1.5, seed=3)),
+    ]
+    for result in run_to_completion(limited, futures):
+        assert len(result.ids) == 12
+        assert max(result.ids) < limit, result.ids

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from galley.engine.errors import EngineError
+from galley.lifecycle import exit_with_parent
 
 
 def default_models_dir() -> Path:
@@ -188,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    exit_with_parent()
     return asyncio.run(run(args))
 
 

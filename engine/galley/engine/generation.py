@@ -39,11 +39,14 @@ class SequentialGenerator:
         eos_ids: list[int],
         pad_id: int | None,
         tokens_to_generate: int,
+        token_limit: int | None = None,
     ):
         self.module = module
         self.eos_ids = eos_ids
         self.pad_id = pad_id
         self.tokens_to_generate = tokens_to_generate
+        # Ids at or past the tokenizer's size (the embedding's rounding rows) are never generated.
+        self.token_limit = token_limit
         self.pending: deque[tuple[GenerationRequest, Done]] = deque()
 
     def submit(self, request: GenerationRequest, done: Done) -> None:
@@ -74,6 +77,10 @@ class SequentialGenerator:
             pad_token_id=self.pad_id,
             attention_mask=torch.ones_like(prompt),
         )
+        model: Any = self.module  # a transformers causal LM; nn.Module's type has no config or generate()
+        rows = int(model.config.get_text_config().vocab_size)
+        if self.token_limit is not None and self.token_limit < rows:
+            options["suppress_tokens"] = list(range(self.token_limit, rows))
         if sampled:
             options.update(temperature=request.temperature, top_p=request.top_p or 1.0, top_k=0)
         else:
@@ -83,7 +90,6 @@ class SequentialGenerator:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.inference_mode():
             if request.seed is not None:
                 torch.manual_seed(request.seed)
-            model: Any = self.module  # a transformers causal LM; nn.Module's type has no generate()
             output = model.generate(prompt, **options)  # (1, T + new)
 
         new_ids = output[0, prompt.shape[1] :].tolist()

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -208,15 +210,19 @@ class SpawnManager:
         ]
         environments = [dict(environment) for environment in placement.environments]
         if resolved.tp > 1:
-            port = _free_port()
+            # The ranks meet through a file, not torch's TCP store, which listens on every
+            # network interface; gloo and NCCL are told to use the loopback interface.
+            store = Path(tempfile.mkdtemp(prefix="galley-tp-")) / "store"
             for rank, environment in enumerate(environments):
                 environment.update(
-                    MASTER_ADDR="127.0.0.1",
-                    MASTER_PORT=str(port),
+                    GALLEY_TP_STORE=str(store),
                     RANK=str(rank),
                     WORLD_SIZE=str(resolved.tp),
                     LOCAL_RANK="0",
                 )
+                if sys.platform.startswith("linux"):
+                    environment.setdefault("GLOO_SOCKET_IFNAME", "lo")
+                    environment.setdefault("NCCL_SOCKET_IFNAME", "lo")
 
         def on_exit(worker: WorkerHandle, code: int | None) -> None:
             asyncio.get_running_loop().create_task(self._worker_died(spawn, worker, code))
@@ -447,10 +453,3 @@ class SpawnManager:
             "plan": plan.to_dict() if plan is not None else None,
         }
 
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]

@@ -88,7 +88,13 @@ def _load_causal_lm(
 
 
 def init_distributed(spec: LoadSpec, device: torch.device) -> None:
-    """Join the spawn's process group (gloo on CPU, NCCL on CUDA); MASTER_ADDR/PORT come from the engine."""
+    """Join the spawn's process group (gloo on CPU, NCCL on CUDA).
+
+    The engine names a rendezvous file in GALLEY_TP_STORE; without it, torch's env://
+    variables (MASTER_ADDR, MASTER_PORT) are used.
+    """
+    import os
+
     import torch.distributed as dist
 
     if dist.is_initialized():
@@ -96,7 +102,12 @@ def init_distributed(spec: LoadSpec, device: torch.device) -> None:
     backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    dist.init_process_group(backend, rank=spec.rank, world_size=spec.world_size)
+    store_path = os.environ.get("GALLEY_TP_STORE")
+    if store_path:
+        store = dist.FileStore(store_path, spec.world_size)  # pyright: ignore[reportPrivateImportUsage]
+        dist.init_process_group(backend, store=store, rank=spec.rank, world_size=spec.world_size)
+    else:
+        dist.init_process_group(backend, rank=spec.rank, world_size=spec.world_size)
     log.info("joined process group: rank %d of %d (%s)", spec.rank, spec.world_size, backend)
 
 

@@ -137,7 +137,9 @@ class SchedulerGenerator:
 
 
 def build_generator(loaded: LoadedModel, spec: LoadSpec) -> Any:
-    sequential = SequentialGenerator(loaded.module, loaded.eos_ids, loaded.pad_id, spec.tokens_to_generate)
+    sequential = SequentialGenerator(
+        loaded.module, loaded.eos_ids, loaded.pad_id, spec.tokens_to_generate, token_limit=len(loaded.tokenizer)
+    )
     if os.environ.get("GALLEY_GENERATOR", "").lower() == "sequential":
         log.info("generation: one request at a time (GALLEY_GENERATOR=sequential)")
         return _in_lockstep(sequential, loaded)
@@ -160,6 +162,7 @@ def build_generator(loaded: LoadedModel, spec: LoadSpec) -> Any:
         pad_token_id=loaded.pad_id,
         kv_cache_len=spec.kv_cache_len,
         tokens_to_generate=spec.tokens_to_generate,
+        token_limit=len(loaded.tokenizer),
     )
     log.info("generation: continuous batching within kv_cache_len=%d tokens", spec.kv_cache_len)
     return SchedulerGenerator(scheduler)

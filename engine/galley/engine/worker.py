@@ -256,7 +256,17 @@ class Worker:
                 log.error("%s failed: %s: %s", op, type(outcome).__name__, outcome)
                 self.reply(request_id, error=OpFailed(f"{op} failed: {type(outcome).__name__}: {outcome}"))
             else:
-                result = view.generation_result(op, args, outcome)
+                # This runs as a callback on the compute thread: an error here must still reach
+                # the caller, or its request would wait forever.
+                try:
+                    result = view.generation_result(op, args, outcome)
+                except EngineError as error:
+                    self.reply(request_id, error=error)
+                    return
+                except Exception as error:
+                    log.exception("%s: building the result failed", op)
+                    self.reply(request_id, error=OpFailed(f"{op} failed: {type(error).__name__}: {error}"))
+                    return
                 result["generated_tokens"] = len(outcome.ids)
                 result["seconds"] = time.monotonic() - started
                 self.reply(request_id, result=result)

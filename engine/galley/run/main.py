@@ -24,6 +24,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from galley.lifecycle import exit_with_parent
 from galley.run.configs import build_config, config_schema, has_model_fields
 from galley.run.failures import (
     LoadFailure,
@@ -77,6 +78,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     _configure_logging()
+    exit_with_parent()
     try:
         recipe = load_recipe(args.recipe)
         if args.schema:

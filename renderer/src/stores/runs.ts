@@ -1,6 +1,6 @@
 // Runs: the history list, each run's stored events (output chunks included), and the run
 // last started from each recipe, which the workbench's console follows.
-import type { Run, RunDetail, RunEvent, ServerEvent } from "@galley/common";
+import type { Run, RunDetail, RunEvent, RunStatus, ServerEvent } from "@galley/common";
 import { create } from "zustand";
 
 import { call } from "../api/client";
@@ -22,9 +22,22 @@ interface RunsState {
   applyEvent(event: ServerEvent): void;
 }
 
+const STATUS_RANK: Record<RunStatus, number> = { queued: 0, running: 1, succeeded: 2, failed: 2, cancelled: 2 };
+
+/**
+ * Picks the run record to keep when `incoming` arrives for a run already known as `current`.
+ * Replies and live events can arrive out of order (the runs.start reply, status "queued", may
+ * come after the run.status event that said "running"), so an older status never replaces a
+ * newer one.
+ */
+export function newerRun(current: Run | undefined, incoming: Run): Run {
+  if (current && STATUS_RANK[incoming.status] < STATUS_RANK[current.status]) return current;
+  return incoming;
+}
+
 function withRun(state: RunsState, run: Run): Pick<RunsState, "runs" | "order"> {
   const order = state.order.includes(run.id) ? state.order : [run.id, ...state.order];
-  return { runs: { ...state.runs, [run.id]: run }, order };
+  return { runs: { ...state.runs, [run.id]: newerRun(state.runs[run.id], run) }, order };
 }
 
 export const useRuns = create<RunsState>()((set, get) => ({
@@ -38,7 +51,7 @@ export const useRuns = create<RunsState>()((set, get) => ({
     const { runs } = await call("runs.list", { limit: 200 });
     set((state) => {
       const merged = { ...state.runs };
-      for (const run of runs) merged[run.id] = run;
+      for (const run of runs) merged[run.id] = newerRun(merged[run.id], run);
       const listed = runs.map((run) => run.id);
       // Runs started in this window but not yet listed stay on top.
       const extra = state.order.filter((id) => !listed.includes(id));

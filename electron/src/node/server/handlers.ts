@@ -53,7 +53,11 @@ export function createHandlers(plane: ControlPlane): Handlers {
       return { path: file, schema };
     },
 
-    "runs.start": (params) => plane.runs.startRun(params),
+    "runs.start": (params) => {
+      // Over the API a recipe is a workspace file; only `galley run` (in-process) takes any path.
+      plane.workspace.resolve(params.recipe_path);
+      return plane.runs.startRun(params);
+    },
     "runs.list": ({ limit, status }) => ({ runs: plane.runStore.list(limit, status) }),
     "runs.get": ({ id }) => plane.runStore.detail(id),
     "runs.events": ({ id, after_seq, limit }) => {

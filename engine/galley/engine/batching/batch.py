@@ -89,6 +89,9 @@ class RunningBatch:
         self.device = next(model.parameters()).device
         self.eos_token_ids = eos_token_ids
         self.eos_tensor = torch.tensor(sorted(eos_token_ids), dtype=torch.long, device=self.device)
+        # Models round their embedding rows up (Qwen3: 151,936 rows for 151,669 tokens); ids past
+        # the tokenizer's last one decode to nothing, so sampling never picks them when this is set.
+        self.token_limit: int | None = None
         self.pad_token_id = pad_token_id
         self.kv_cache_len = kv_cache_len
         self.max_batch_size = max_batch_size
@@ -222,6 +225,8 @@ class RunningBatch:
     def _choose(self, logits: torch.Tensor, sequences: list[SequenceState]) -> list[int]:
         for sequence in sequences:
             sequence.sampling.suppress_eos = len(sequence.generated) < sequence.min_new_tokens
+        if self.token_limit is not None:
+            logits = logits[:, : self.token_limit]
         return choose_next_tokens(logits, [sequence.sampling for sequence in sequences], self.eos_tensor)
 
     def _append(self, sequence: SequenceState, token: int) -> bool:

@@ -117,6 +117,7 @@ class Scheduler:
         max_prefill_tokens: int = DEFAULT_MAX_PREFILL_TOKENS,
         logprobs_max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
         throughput_window_s: float = 10.0,
+        token_limit: int | None = None,
     ):
         for name, value in (
             ("kv_cache_len", kv_cache_len),
@@ -151,6 +152,7 @@ class Scheduler:
             max_prefill_tokens=max_prefill_tokens,
             meter=self._meter,
         )
+        self._batch.token_limit = token_limit
         self._waiting: deque[SequenceState] = deque()
         self._logprobs_jobs: list[_LogprobsJob] = []
         self._calls: list[_Call] = []

@@ -18,19 +18,28 @@ export interface LineMarker {
 const MARKER_OWNER = "galley-run";
 
 export function saveActive(): void {
-  const { active, save } = useWorkspace.getState();
-  if (active) void save(active).catch((error: unknown) => useUi.getState().reportError(`Saving ${active}`, error));
+  const { active, save, files } = useWorkspace.getState();
+  if (!active) return;
+  // While the "changed on disk" banner is up, saving would overwrite the other change.
+  if (files[active]?.onDisk != null && !window.confirm("The file changed on disk. Overwrite it with your version?")) return;
+  void save(active).catch((error: unknown) => useUi.getState().reportError(`Saving ${active}`, error));
+}
+
+/** Closes a tab, asking first when it has unsaved edits; a cancel keeps the tab open. */
+export function closeTab(path: string): void {
+  const { files, close } = useWorkspace.getState();
+  if (isDirty(files[path]) && !window.confirm(`${path} has unsaved changes. Close it and discard them?`)) return;
+  close(path);
 }
 
 /** Says when the open file changed or vanished on disk while the tab had unsaved edits. */
 function DiskBanner({ file }: { file: OpenFile }) {
   const resolve = useWorkspace((state) => state.resolveConflict);
-  const close = useWorkspace((state) => state.close);
   if (file.deleted) {
     return (
       <div className="disk-banner" data-testid="disk-banner" data-kind="deleted">
         {file.path} was deleted on disk. Save creates it again with your edits.
-        <button className="small" onClick={() => close(file.path)}>
+        <button className="small" onClick={() => closeTab(file.path)}>
           Close tab
         </button>
       </div>
@@ -56,7 +65,6 @@ export function EditorPane({ marker }: { marker: LineMarker | null }) {
   const files = useWorkspace((state) => state.files);
   const reveal = useWorkspace((state) => state.reveal);
   const edit = useWorkspace((state) => state.edit);
-  const close = useWorkspace((state) => state.close);
   const editorRef = useRef<CodeEditor | null>(null);
   // Exposed as data-cursor-line so that tests can check where an error link put the cursor.
   const [cursorLine, setCursorLine] = useState(1);
@@ -110,7 +118,7 @@ export function EditorPane({ marker }: { marker: LineMarker | null }) {
               {path}
               {isDirty(files[path]) && <span className="dirty" title="Unsaved changes"> ●</span>}
             </button>
-            <button className="tab-close" aria-label={`Close ${path}`} onClick={() => close(path)}>
+            <button className="tab-close" aria-label={`Close ${path}`} onClick={() => closeTab(path)}>
               ×
             </button>
           </div>
