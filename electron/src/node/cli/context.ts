@@ -43,9 +43,38 @@ export function reportError(error: unknown): number {
     process.stderr.write(`error: ${error.message}\n`);
     return 1;
   }
+  const known = describeSystemError(error);
+  if (known) {
+    process.stderr.write(`error: ${known}\n`);
+    return 1;
+  }
   const text = error instanceof Error ? (error.stack ?? error.message) : String(error);
   process.stderr.write(`error: unexpected failure: ${text}\n`);
   return 1;
+}
+
+/** Turns the operating system errors a person can fix into one sentence; undefined for others. */
+function describeSystemError(error: unknown): string | undefined {
+  if (!(error instanceof Error)) return undefined;
+  const { code, path: file, port, address } = error as NodeJS.ErrnoException & { port?: number; address?: string };
+  switch (code) {
+    case "EADDRINUSE":
+      return `port ${port ?? ""} on ${address ?? "127.0.0.1"} is already in use; pick another with --port, or --port 0 for a free one`;
+    case "EACCES":
+    case "EPERM":
+      return `permission denied for ${file ?? port ?? "a resource"}: ${error.message}`;
+    case "ENOTDIR":
+      return `${file ?? "a path"} cannot be used: a part of it is a file, not a folder; point --home, GALLEY_HOME or --workspace at a folder`;
+    case "EEXIST":
+      return `${file ?? "a path"} is a file where Galley needs a folder; point --home, GALLEY_HOME or --workspace at a folder`;
+    case "ECONNREFUSED":
+      return `nothing is listening at ${address ?? ""}:${port ?? ""}; check GALLEY_URL, or start \`galley serve\``;
+    default:
+      if (error instanceof TypeError && error.message === "fetch failed") {
+        return `the request to the Galley server failed (${String(error.cause ?? "no reason given")}); check GALLEY_URL and that \`galley serve\` is running`;
+      }
+      return undefined;
+  }
 }
 
 export function parsePositiveInt(value: string, flag: string): number {
