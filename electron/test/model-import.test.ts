@@ -73,6 +73,16 @@ describe("import validation", () => {
     expectNothingRegistered();
   });
 
+  test("unsupported architecture is rejected", async () => {
+    const config = smallConfig({ architectures: ["GPT2LMHeadModel"], model_type: "gpt2" });
+    const error = await rejection(writeSmallModel(tempDir("m"), { config }));
+    expect(error.details.reasons).toContain(
+      "config.json: architecture GPT2LMHeadModel is not supported; " +
+        "Galley runs LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM",
+    );
+    expectNothingRegistered();
+  });
+
   test("missing tokenizer is rejected", async () => {
     const error = await rejection(writeSmallModel(tempDir("m"), { tokenizer: false }));
     const reasons = error.details.reasons ?? [];

@@ -83,11 +83,18 @@ export function inspectModelFolder(dir: string, options: InspectOptions): Folder
 
 const REQUIRED_DIMENSIONS = ["hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size"];
 
+// The families the memory planner counts exactly and the engine's tensor parallelism shards.
+export const SUPPORTED_ARCHITECTURES = ["LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM"];
+
 function checkConfig(config: ConfigJson, reasons: string[]): boolean {
   const before = reasons.length;
   const architectures = config.architectures;
   if (!Array.isArray(architectures) || typeof architectures[0] !== "string") {
     reasons.push('config.json has no "architectures" list (e.g. ["LlamaForCausalLM"])');
+  } else if (!SUPPORTED_ARCHITECTURES.includes(architectures[0])) {
+    reasons.push(
+      `config.json: architecture ${architectures[0]} is not supported; Galley runs ${SUPPORTED_ARCHITECTURES.join(", ")}`,
+    );
   }
   if (typeof config.model_type !== "string") reasons.push('config.json has no "model_type" (e.g. "llama")');
 
