@@ -48,7 +48,12 @@ export async function openRecipe(page: Page, recipePath: string): Promise<void> 
 
 /** Clicks Run and waits for the run to reach a terminal status; returns that status. */
 export async function runAndWait(page: Page): Promise<string> {
+  // The badge still shows the previous run's status until the new run is known, so wait
+  // for the panel to switch to a new run id first.
+  const panel = page.getByTestId("run-panel");
+  const previous = (await panel.getAttribute("data-run-id")) ?? "";
   await page.getByTestId("run-button").click();
+  await expect(panel).not.toHaveAttribute("data-run-id", new RegExp(`^(${previous})?$`), { timeout: RUN_TIMEOUT_MS });
   const status = page.getByTestId("run-status");
   await expect(status).toHaveAttribute("data-status", /^(succeeded|failed|cancelled)$/, { timeout: RUN_TIMEOUT_MS });
   return (await status.getAttribute("data-status")) ?? "";

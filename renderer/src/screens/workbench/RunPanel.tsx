@@ -59,7 +59,7 @@ export function RunPanel({ path }: { path: string }) {
   }
 
   return (
-    <section className="run-panel" data-testid="run-panel">
+    <section className="run-panel" data-testid="run-panel" data-run-id={runId ?? ""}>
       <div className="run-bar">
         <button className="primary" data-testid="run-button" disabled={starting || active || schema?.status === "loading"} onClick={() => void start()}>
           {starting ? "Starting…" : "Run"}
