@@ -8,7 +8,7 @@ One connection is one session: the spawns it creates belong to it. When it close
 inference spawns are kept for the keep-warm TTL (an identical spawn of a later session gets
 one back, ``SpawnResult.reused``), and its training spawns are released at once.
 
-A client sends a ``Request``; the engine answers each with a ``Response`` that carries the
+A client sends a ``Request``; the engine replies to each with a ``Response`` that carries the
 same ``id`` and either ``result`` or ``error``. Frames without an ``id`` are ``Event``s pushed
 by the engine (telemetry, after ``subscribe``).
 
@@ -67,7 +67,7 @@ class Event(WireModel):
 ERROR_TYPES = (
     "invalid_request",  # params failed validation; message names the field and the value
     "not_found",  # unknown spawn name, model key or method
-    "spawn_refused",  # the plan does not fit, or tp is invalid; data holds the plan and advice
+    "spawn_refused",  # the plan does not fit, or tp is invalid; data contains the plan and advice
     "model_error",  # the model folder or its config cannot be loaded
     "op_failed",  # an op raised inside the worker; message is the worker's error
     "worker_died",  # the spawn's process exited; the spawn is gone

@@ -442,8 +442,8 @@ def test_greedy_matches_generate_cuda(tiny_model_dir: Path):
 
 
 def test_token_limit_keeps_ids_inside_tokenizer(tiny_lm: TinyLM):
-    # The embedding has rows past the tokenizer's last id; a limit below the greedy choices
-    # must move every generated id under it, for greedy and sampled requests alike.
+    # A limit below the ids that greedy decoding picks must keep every generated id under it.
+    # This holds for greedy and sampled requests alike.
     limit = 1000
     unlimited = make_scheduler(tiny_lm, eos_token_ids=[])
     (free,) = run_to_completion(unlimited, [unlimited.add(GenerationRequest(random_prompt(6, 500), 12))])

@@ -77,7 +77,7 @@ async def test_seed_spawns_appear_in_telemetry_then_leave(tmp_path: Path, tiny_l
             try:
                 await asyncio.wait_for(settled.wait(), timeout=KEEP_WARM_S + 30)
             except TimeoutError:
-                pass  # the asserts below say what was missing
+                pass  # the asserts below report what is missing
             remaining = list(present)
             recorder.cancel()
             await asyncio.gather(recorder, return_exceptions=True)

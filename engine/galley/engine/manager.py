@@ -210,8 +210,8 @@ class SpawnManager:
         ]
         environments = [dict(environment) for environment in placement.environments]
         if resolved.tp > 1:
-            # The ranks meet through a file, not torch's TCP store, which listens on every
-            # network interface; gloo and NCCL are told to use the loopback interface.
+            # The ranks meet through a file store because torch's TCP store listens on every
+            # network interface. Gloo and NCCL are set to the loopback interface.
             store = Path(tempfile.mkdtemp(prefix="galley-tp-")) / "store"
             for rank, environment in enumerate(environments):
                 environment.update(

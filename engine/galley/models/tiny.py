@@ -148,7 +148,8 @@ def make_tiny(
     tokenizer_config = json.loads((tokenizer_dir / "tokenizer_config.json").read_text())
     tokenizer_json = json.loads((tokenizer_dir / "tokenizer.json").read_text())
     token_count = len(tokenizer_json["model"]["vocab"]) + len(tokenizer_json.get("added_tokens", []))
-    # Round up to a multiple of 64 as the families do (Qwen3: 151,669 tokens, 151,936 rows).
+    # Round the embedding rows up to a multiple of 64, as the families pad theirs (the published
+    # Qwen3 has 151,936 rows for 151,669 tokens; the tiny model gets 151,680).
     vocab_size = max(token_count, 1 + max(t["id"] for t in tokenizer_json.get("added_tokens", [{"id": 0}])))
     vocab_size = (vocab_size + 63) // 64 * 64
 

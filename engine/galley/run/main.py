@@ -209,7 +209,7 @@ async def _call_entry(
 
 
 def _dry_run_outcome(recipe: Recipe, context: RecipeContext) -> tuple[int, str | None]:
-    """A dry run succeeds when every planned spawn fits; otherwise it fails like the real run would."""
+    """Return the exit code of a dry run: 0 when every planned spawn fits, else 1 as the real run would fail."""
     client = context.client
     if not client.dry_run_refused:
         return EXIT_OK, None

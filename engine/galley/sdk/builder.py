@@ -173,7 +173,7 @@ class ModelBuilder:
     async def _plan(self, name: str, kind: str, max_batch_size: int | None) -> None:
         """Print the engine's plan for this spawn; a refusal is printed and the dry run goes on.
 
-        A dry run answers "which of my spawns fit?", so it plans every spawn up to the first
+        A dry run tells which spawns fit, so it plans every spawn up to the first
         compute call instead of stopping at the first one that does not fit.
         """
         from galley.sdk.dryrun import print_plan, print_refusal

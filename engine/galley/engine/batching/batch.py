@@ -89,8 +89,8 @@ class RunningBatch:
         self.device = next(model.parameters()).device
         self.eos_token_ids = eos_token_ids
         self.eos_tensor = torch.tensor(sorted(eos_token_ids), dtype=torch.long, device=self.device)
-        # Models round their embedding rows up (Qwen3: 151,936 rows for 151,669 tokens); ids past
-        # the tokenizer's last one decode to nothing, so sampling never picks them when this is set.
+        # Models pad their embedding rows (Qwen3: 151,936 rows for 151,669 tokens). The tokenizer
+        # cannot decode ids past its last one, so when this is set, sampling never picks them.
         self.token_limit: int | None = None
         self.pad_token_id = pad_token_id
         self.kv_cache_len = kv_cache_len
