@@ -132,6 +132,40 @@ def test_greedy_matches_when_cache_forces_joins(tiny_lm: TinyLM):
     assert [future.result().ids for future in futures] == expected
 
 
+def test_cache_memory_stays_within_kv_cache_len(tiny_lm: TinyLM):
+    """One long sequence among short ones: the padded rows never take more slots than kv_cache_len."""
+    kv_cache_len = 96
+    cases = [(60, 20), (2, 6), (3, 4), (4, 9), (2, 3), (5, 7), (3, 12), (6, 2)]
+    prompts = [random_prompt(length, 200 + seed) for seed, (length, _) in enumerate(cases)]
+    expected = [
+        reference(tiny_lm, prompt, max_new)[0] for prompt, (_, max_new) in zip(prompts, cases, strict=True)
+    ]
+    config = tiny_lm.model.config
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    # Keys and values, float32.
+    slot_bytes = 2 * config.num_hidden_layers * config.num_key_value_heads * head_dim * 4
+
+    scheduler = make_scheduler(tiny_lm, kv_cache_len=kv_cache_len)
+    futures = [
+        scheduler.add(GenerationRequest(prompt, max_new))
+        for prompt, (_, max_new) in zip(prompts, cases, strict=True)
+    ]
+    cache = scheduler._batch.cache
+    held_back = False
+    for _ in range(1000):
+        if not scheduler.step():
+            break
+        stats = scheduler.stats()
+        assert stats.kv_cache_bytes == kv_cache_len * slot_bytes
+        assert cache.rows * cache.length <= kv_cache_len
+        assert cache.row_capacity * cache.column_capacity <= kv_cache_len
+        # The token budget alone would admit every short request next to the long one.
+        held_back = held_back or (stats.waiting > 0 and stats.reserved_tokens + 10 <= kv_cache_len)
+
+    assert held_back, "the padded-slot budget never held a request back; the test no longer exercises it"
+    assert [future.result().ids for future in futures] == expected
+
+
 def test_greedy_matches_with_max_batch_size(tiny_lm: TinyLM):
     prompts = [random_prompt(length, 200 + seed) for seed, (length, _) in enumerate(MIXED)]
     expected = [

@@ -10,10 +10,11 @@ from transformers import MistralConfig, MistralForCausalLM
 
 from galley.engine.batching import ThroughputMeter, check_model_supported
 from galley.engine.batching.batch import SequenceState, split_by_length
-from galley.engine.batching.kv_cache import BatchKVCache
+from galley.engine.batching.kv_cache import BatchKVCache, KVCacheFull
 from galley.engine.batching.sampling import RowSampling, choose_next_tokens
 
 HEADS, DIM, LAYERS = 2, 3, 2
+SLOTS = 1024
 
 
 def prefill_states(lengths: list[int], width: int, seed: int):
@@ -41,7 +42,7 @@ def original_tokens(keys: list[torch.Tensor], mask: torch.Tensor, row: int, laye
 
 
 def test_cache_insert_aligns_rows_right():
-    cache = BatchKVCache(LAYERS)
+    cache = BatchKVCache(LAYERS, slots=SLOTS)
     keys, values, mask = prefill_states([2, 5], width=5, seed=0)
     cache.insert(keys, values, mask)
     later_keys, later_values, later_mask = prefill_states([8], width=8, seed=1)
@@ -61,7 +62,7 @@ def test_cache_insert_aligns_rows_right():
 
 
 def test_cache_remove_moves_last_row():
-    cache = BatchKVCache(LAYERS)
+    cache = BatchKVCache(LAYERS, slots=SLOTS)
     keys, values, mask = prefill_states([3, 4, 2, 4], width=4, seed=2)
     cache.insert(keys, values, mask)
     moves = cache.remove([0, 2])
@@ -73,7 +74,7 @@ def test_cache_remove_moves_last_row():
 
 
 def test_cache_trims_unused_leading_columns():
-    cache = BatchKVCache(LAYERS)
+    cache = BatchKVCache(LAYERS, slots=SLOTS)
     keys, values, mask = prefill_states([40, 3, 5], width=40, seed=3)
     cache.insert(keys, values, mask)
     cache.remove([0])
@@ -84,7 +85,7 @@ def test_cache_trims_unused_leading_columns():
 
 
 def test_cache_decode_write_grows_buffers():
-    cache = BatchKVCache(LAYERS)
+    cache = BatchKVCache(LAYERS, slots=SLOTS)
     keys, values, mask = prefill_states([1], width=1, seed=4)
     cache.insert(keys, values, mask)
     for step in range(150):
@@ -101,7 +102,7 @@ def test_cache_decode_write_grows_buffers():
 
 
 def test_cache_reserve_rows_avoids_regrowth():
-    cache = BatchKVCache(LAYERS)
+    cache = BatchKVCache(LAYERS, slots=SLOTS)
     cache.reserve_rows(10)
     keys, values, mask = prefill_states([2, 3, 3], width=3, seed=7)
     cache.insert(keys, values, mask)
@@ -114,8 +115,38 @@ def test_cache_reserve_rows_avoids_regrowth():
     torch.testing.assert_close(real_tokens(cache, 9), original_tokens(more_keys, more_mask, 6))
 
 
+def test_cache_relayout_keeps_tokens_in_pool():
+    cache = BatchKVCache(LAYERS, slots=64)
+    keys, values, mask = prefill_states([4, 5], width=5, seed=9)
+    cache.insert(keys, values, mask)
+    pool, allocated = cache.keys[0].data_ptr(), cache.allocated_bytes
+    more_keys, more_values, more_mask = prefill_states([3, 1, 2, 3, 3, 2], width=3, seed=10)
+    cache.insert(more_keys, more_values, more_mask)
+
+    assert cache.rows == 8
+    assert cache.row_capacity >= 8, "the view was not changed to hold the new rows"
+    assert cache.row_capacity * cache.column_capacity <= 64
+    assert cache.keys[0].data_ptr() == pool, "the re-view allocated new memory"
+    assert cache.allocated_bytes == allocated == 2 * LAYERS * 64 * HEADS * DIM * 4
+    for row in range(2):
+        torch.testing.assert_close(
+            real_tokens(cache, row, layer=1), original_tokens(keys, mask, row, layer=1)
+        )
+    for row in range(6):
+        torch.testing.assert_close(
+            real_tokens(cache, 2 + row, layer=1), original_tokens(more_keys, more_mask, row, layer=1)
+        )
+
+
+def test_cache_rejects_rows_beyond_slots():
+    cache = BatchKVCache(LAYERS, slots=16)
+    keys, values, mask = prefill_states([5, 5, 5], width=5, seed=11)
+    with pytest.raises(KVCacheFull, match="3 rows of 6 columns"):
+        cache.insert(keys, values, mask)
+
+
 def test_cache_empties_when_last_row_leaves():
-    cache = BatchKVCache(LAYERS)
+    cache = BatchKVCache(LAYERS, slots=SLOTS)
     keys, values, mask = prefill_states([3], width=3, seed=5)
     cache.insert(keys, values, mask)
     cache.remove([0])

@@ -6,7 +6,8 @@ Builds a Llama-architecture model from config (random weights, nothing downloade
 110M parameters by default), makes random prompts, and measures generated tokens per second
 three ways, side by side in one process:
 
-- scheduler: all prompts submitted at once to ``galley.engine.batching.Scheduler``;
+- scheduler: all prompts submitted at once to ``galley.engine.batching.Scheduler``, with a
+  kv_cache_len that admits them all together (see ``cache_slots``);
 - sequential: ``generate`` on one prompt at a time. Its rate does not depend on how many
   prompts wait, so it is measured on ``--sequential-prompts`` prompts, and the time for all
   prompts is extrapolated from that rate (marked ``"extrapolated": true`` in the JSON);
@@ -126,9 +127,19 @@ class Stopwatch:
         self.timing = Timing(time.perf_counter() - self._wall, time.process_time() - self._cpu)
 
 
+def cache_slots(workload: Workload) -> int:
+    """Return the kv_cache_len that admits every prompt at once: rows times the longest reservation.
+
+    Padded ``generate`` allocates the same number of slots (rows times longest prompt plus longest
+    generation), so both ways run with the same KV cache memory.
+    """
+    longest = max(len(p) + n for p, n in zip(workload.prompts, workload.max_new_tokens, strict=True))
+    return len(workload.prompts) * longest
+
+
 def run_scheduler(model: LlamaForCausalLM, workload: Workload) -> tuple[Timing, list[list[int]], int]:
     """Return the timing, the outputs and the number of scheduler steps."""
-    kv_cache_len = sum(len(p) + n for p, n in zip(workload.prompts, workload.max_new_tokens, strict=True))
+    kv_cache_len = cache_slots(workload)
     scheduler = Scheduler(
         model, eos_token_ids=[], pad_token_id=PAD_TOKEN_ID, kv_cache_len=kv_cache_len, tokens_to_generate=1
     )
@@ -200,7 +211,7 @@ def measure_case(
         "concurrent_prompts": count,
         "requested_new_tokens": tokens,
         "prompt_tokens": sum(len(prompt) for prompt in workload.prompts),
-        "scheduler": {**scheduler.report(tokens), "steps": steps},
+        "scheduler": {**scheduler.report(tokens), "steps": steps, "kv_cache_len": cache_slots(workload)},
         "padded": {
             **padded.report(tokens),
             "max_new_tokens": longest,
@@ -267,7 +278,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--repeat", type=int, default=1, help="runs of each measurement; the fastest wall and CPU times count"
+        "--repeat", type=int, default=3, help="runs of each measurement; the fastest wall and CPU times count"
     )
     parser.add_argument("--out", type=Path, help="also write the JSON report to this file")
     args = parser.parse_args(argv)

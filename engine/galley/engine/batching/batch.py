@@ -99,7 +99,7 @@ class RunningBatch:
         self.meter = meter
         self.logits_to_keep = _accepts_logits_to_keep(model)
 
-        self.cache = BatchKVCache(num_layers=len(DynamicCache(config=self.config).layers))
+        self.cache = BatchKVCache(num_layers=len(DynamicCache(config=self.config).layers), slots=kv_cache_len)
         self.rows: list[SequenceState] = []  # parallel to the cache rows
         self.reserved_tokens = 0
         self.prompt_tokens = 0
@@ -110,22 +110,29 @@ class RunningBatch:
     # Admission and prefill
 
     def admit(self, waiting: deque[SequenceState]) -> list[SequenceState]:
-        """Take waiting sequences, first come first served, while their reserved tokens and the prefill fit.
+        """Take waiting sequences, first come first served, while they fit the budget and the prefill.
 
+        Two budgets hold at once. The tokens reserved by all rows (prompt + max_new_tokens
+        each) stay within kv_cache_len. And because rows are left-padded to a common length,
+        the cache slots they can come to span, rows * longest reservation, stay within
+        kv_cache_len too, so the cache never outgrows the memory planned for the spawn.
         The head of the queue always fits into an empty batch, because a request's
         max_new_tokens is clamped to what its prompt leaves of kv_cache_len.
 
-        NOTE: the budget counts tokens, not cache memory. Rows are left-padded to the longest
-        one, so a batch of one long and many short sequences allocates up to
-        rows * longest columns, more than kv_cache_len tokens' worth.
+        NOTE: while one long sequence runs among short ones, the padded layout admits fewer
+        rows than the token count alone would. A paged cache would lift that limit.
         """
         admitted: list[SequenceState] = []
         width = 0
+        longest = self.longest_reservation
         while waiting:
             head = waiting[0]
             if self.reserved_tokens + head.reserved_tokens > self.kv_cache_len:
                 break
-            if self.max_batch_size is not None and len(self.rows) + len(admitted) >= self.max_batch_size:
+            rows = len(self.rows) + len(admitted) + 1
+            if rows * max(longest, head.reserved_tokens) > self.kv_cache_len:
+                break
+            if self.max_batch_size is not None and rows > self.max_batch_size:
                 break
             new_width = max(width, len(head.prompt_ids))
             if admitted and (len(admitted) + 1) * new_width > self.max_prefill_tokens:
@@ -133,8 +140,13 @@ class RunningBatch:
             waiting.popleft()
             admitted.append(head)
             width = new_width
+            longest = max(longest, head.reserved_tokens)
             self.reserved_tokens += head.reserved_tokens
         return admitted
+
+    @property
+    def longest_reservation(self) -> int:
+        return max((sequence.reserved_tokens for sequence in self.rows), default=0)
 
     def prefill(self, group: list[SequenceState]) -> None:
         """Run the admitted prompts, pick each one's first token, and add the unfinished ones to the batch.

@@ -1,18 +1,25 @@
 """Key/value cache for a batch whose sequences join and leave between decode steps.
 
-Each layer keeps one key and one value buffer of shape
-(row_capacity, kv_heads, column_capacity, head_dim). A row is a sequence and a column a
-token slot. All rows end at column ``length - 1`` (left padding), so a decode step writes
-column ``length`` of every row and attends over columns ``[0, length]``. ``mask[row, col]``
-is True where the row has a real token. Padding columns contain zeros, because a masked
-value still enters the attention product (as 0 * value), and NaN there would poison the row.
+The cache owns a fixed number of token slots (the spawn's ``kv_cache_len``): per layer one
+flat key pool and one flat value pool of ``slots * heads * head_dim`` elements, allocated
+in full at the first insert. The memory plan counts exactly these bytes, so the cache never
+holds more than was planned, whatever the mix of sequence lengths.
 
-Rows leave by moving rows from the end of the batch into the holes, one row copy per hole
-rather than a copy of the whole cache. When the leading columns no longer contain a token of
-any row, they are cut off, so the attention span follows the longest sequence still running.
+The pools are viewed as (row_capacity, heads, column_capacity, head_dim) with
+``row_capacity * column_capacity <= slots``. A row is a sequence and a column a token slot.
+All rows end at column ``length - 1`` (left padding), so a decode step writes column
+``length`` of every row and attends over columns ``[0, length]``. ``mask[row, col]`` is True
+where the row has a real token. Padding columns contain zeros, because a masked value still
+enters the attention product (as 0 * value), and NaN there would poison the row.
+
+When the batch needs more columns or more rows than the current view has, the pools are
+re-viewed with another column capacity and the used part is moved in place, one layer at a
+time. Rows leave by moving rows from the end of the batch into the holes, one row copy per
+hole. Leading columns that no row uses any more are cut off, so the attention span follows
+the longest sequence still running.
 
 The model reaches this cache through ``BatchKVCache.hf_cache``: a transformers ``Cache`` whose
-layers write into these buffers instead of concatenating new tensors each step.
+layers write into these pools instead of concatenating new tensors each step.
 """
 
 from __future__ import annotations
@@ -20,19 +27,30 @@ from __future__ import annotations
 import torch
 from transformers.cache_utils import Cache, DynamicLayer
 
-# Buffers grow to a multiple of this many columns, at least doubling, so appends are cheap.
+# Column capacities are multiples of this; a new view leaves room to double the columns in use.
 COLUMN_GROWTH = 64
 
 
+class KVCacheFull(RuntimeError):
+    """The rows and columns asked for do not fit the cache's slots (admission should have prevented it)."""
+
+
 class BatchKVCache:
-    def __init__(self, num_layers: int):
+    def __init__(self, num_layers: int, slots: int):
+        if slots < 1:
+            raise ValueError(f"slots={slots} is invalid; the cache needs at least one token slot")
         self.num_layers = num_layers
+        self.slots = slots
+        self._key_pools: list[torch.Tensor] = []  # flat, slots * heads * head_dim elements per layer
+        self._value_pools: list[torch.Tensor] = []
+        self._shapes: list[tuple[int, int]] = []  # (heads, head_dim) per layer
+        # Views of the pools, (row_capacity, heads, column_capacity, head_dim) per layer.
         self.keys: list[torch.Tensor] = []
         self.values: list[torch.Tensor] = []
-        self.mask: torch.Tensor | None = None  # (row_capacity, column_capacity) bool
+        self.mask: torch.Tensor | None = None  # (row_capacity, column_capacity) bool; None while empty
         self.rows = 0
         self.length = 0
-        self._initial_rows = 0  # row capacity of the next allocation, from reserve_rows
+        self._row_hint = 0  # rows the first view should hold, from reserve_rows
         self.hf_cache = Cache(layers=[_BufferLayer(self, index) for index in range(num_layers)])
 
     # ----------------------------------------------------------------------------------
@@ -46,53 +64,82 @@ class BatchKVCache:
     def column_capacity(self) -> int:
         return 0 if self.mask is None else self.mask.shape[1]
 
-    def _allocate(self, like: list[torch.Tensor], rows: int, columns: int) -> None:
-        """Allocate zeroed buffers shaped after ``like`` (one (n, heads, L, dim) tensor per layer)."""
-        self.keys = [
-            torch.zeros(rows, t.shape[1], columns, t.shape[3], dtype=t.dtype, device=t.device) for t in like
-        ]
-        self.values = [torch.zeros_like(k) for k in self.keys]
-        self.mask = torch.zeros(rows, columns, dtype=torch.bool, device=like[0].device)
+    @property
+    def allocated_bytes(self) -> int:
+        """Bytes held by the key and value pools (0 before the first insert)."""
+        return sum(pool.numel() * pool.element_size() for pool in (*self._key_pools, *self._value_pools))
 
-    def _grow(self, rows: int, columns: int) -> None:
-        """Make room for at least ``rows`` rows and ``columns`` columns, keeping the contents."""
+    def _allocate_pools(self, like: list[torch.Tensor]) -> None:
+        """Allocate zeroed pools for ``slots`` tokens, shaped after ``like`` (one (n, heads, L, dim) tensor per layer)."""
+        self._key_pools = [
+            torch.zeros(self.slots * t.shape[1] * t.shape[3], dtype=t.dtype, device=t.device) for t in like
+        ]
+        self._value_pools = [torch.zeros_like(pool) for pool in self._key_pools]
+        self._shapes = [(t.shape[1], t.shape[3]) for t in like]
+
+    def _view(self, pools: list[torch.Tensor], columns: int) -> list[torch.Tensor]:
+        rows = self.slots // columns
+        views = []
+        for pool, (heads, dim) in zip(pools, self._shapes, strict=True):
+            views.append(pool[: rows * heads * columns * dim].view(rows, heads, columns, dim))
+        return views
+
+    def _choose_columns(self, rows: int, columns: int) -> int:
+        """Pick a column capacity of at least ``columns`` that leaves room for ``rows`` rows."""
+        limit = self.slots // max(rows, 1)
+        if columns > limit:
+            raise KVCacheFull(
+                f"the batch needs {rows} rows of {columns} columns, more than the cache's {self.slots} token slots"
+            )
+        return max(columns, min(_round_up(2 * columns, COLUMN_GROWTH), limit))
+
+    def _relayout(self, columns: int) -> None:
+        """Re-view the pools with ``columns`` column capacity, moving the used rows and columns along."""
         assert self.mask is not None
-        if rows <= self.row_capacity and columns <= self.column_capacity:
+        rows, length = self.rows, self.length
+        new_keys, new_values = self._view(self._key_pools, columns), self._view(self._value_pools, columns)
+        # Old and new views share the pool, so each layer's used block is copied out before it is
+        # written back. The extra memory is one layer's block at a time.
+        for old_views, new_views in ((self.keys, new_keys), (self.values, new_values)):
+            for old, new in zip(old_views, new_views, strict=True):
+                if rows and length:
+                    block = old[:rows, :, :length].clone()
+                    new[:rows, :, :length] = block
+        mask = torch.zeros(self.slots // columns, columns, dtype=torch.bool, device=self.mask.device)
+        mask[:rows, :length] = self.mask[:rows, :length]
+        self.keys, self.values, self.mask = new_keys, new_values, mask
+
+    def _make_room(self, rows: int, extra_columns: int, *, min_length: int = 0) -> None:
+        """Make the view hold ``rows`` rows and ``max(length, min_length) + extra_columns`` columns.
+
+        Unused leading columns are cut off first when the batch would not fit otherwise.
+        Raises KVCacheFull when even that leaves too few slots.
+        """
+        assert self.mask is not None
+
+        def needed() -> int:
+            return max(self.length, min_length) + extra_columns
+
+        if rows <= self.row_capacity and needed() <= self.column_capacity:
             return
-        new_rows = self.row_capacity if rows <= self.row_capacity else max(rows, 2 * self.row_capacity)
-        new_columns = self.column_capacity
-        if columns > self.column_capacity:
-            new_columns = _round_up(max(columns, 2 * self.column_capacity), COLUMN_GROWTH)
-        used_rows, used_columns = self.rows, self.length
-        for buffers in (self.keys, self.values):
-            for index, old in enumerate(buffers):
-                new = torch.zeros(
-                    new_rows, old.shape[1], new_columns, old.shape[3], dtype=old.dtype, device=old.device
-                )
-                new[:used_rows, :, :used_columns] = old[:used_rows, :, :used_columns]
-                buffers[index] = new
-        mask = torch.zeros(new_rows, new_columns, dtype=torch.bool, device=self.mask.device)
-        mask[:used_rows, :used_columns] = self.mask[:used_rows, :used_columns]
-        self.mask = mask
+        self._trim_leading_columns(force=True)
+        if rows <= self.row_capacity and needed() <= self.column_capacity:
+            return
+        self._relayout(self._choose_columns(rows, needed()))
 
     def reserve_rows(self, count: int) -> None:
-        """Make room for ``count`` rows in all, so that the inserts of one prefill need no further row growth."""
+        """Make room for ``count`` rows in all, so that the inserts of one prefill need no further re-view."""
         if self.mask is None:
-            self._initial_rows = count
+            self._row_hint = count
         else:
-            self._grow(count, self.column_capacity)
-
-    def reserve_columns(self, count: int) -> None:
-        """Make room to write ``count`` more columns on every row."""
-        if self.mask is not None:
-            self._grow(self.rows, self.length + count)
+            self._make_room(count, 1)
 
     def clear(self) -> None:
-        """Drop all rows and release the buffers."""
+        """Drop all rows. The pools stay allocated, because the plan counts them for the spawn's life."""
         self.keys, self.values, self.mask = [], [], None
         self.rows = 0
         self.length = 0
-        self._initial_rows = 0
+        self._row_hint = 0
 
     # ----------------------------------------------------------------------------------
     # Rows joining and leaving
@@ -105,11 +152,17 @@ class BatchKVCache:
         """
         count, prefill_length = mask.shape
         if self.mask is None:
-            rows = max(count, self._initial_rows)
-            self._allocate(keys, rows, _round_up(prefill_length + 1, COLUMN_GROWTH))
+            if not self._key_pools:
+                self._allocate_pools(keys)
+            columns = self._choose_columns(max(count, self._row_hint), prefill_length + 1)
+            self.keys, self.values = (
+                self._view(self._key_pools, columns),
+                self._view(self._value_pools, columns),
+            )
+            self.mask = torch.zeros(self.slots // columns, columns, dtype=torch.bool, device=mask.device)
+        self._make_room(self.rows + count, 1, min_length=prefill_length)
         if prefill_length > self.length:
             self._shift_right(prefill_length - self.length)
-        self._grow(self.rows + count, self.length + 1)
         assert self.mask is not None
 
         start, end = self.rows, self.rows + count
@@ -154,31 +207,31 @@ class BatchKVCache:
     # Column moves
 
     def _shift_right(self, count: int) -> None:
-        """Prepend ``count`` padding columns to the running rows."""
-        if self.rows == 0:
-            self.length += count
-            self._grow(self.row_capacity, self.length + 1)
-            return
-        self._grow(self.rows, self.length + count + 1)
-        assert self.mask is not None
+        """Prepend ``count`` padding columns to the running rows (the view must have room)."""
+        assert self.mask is not None and self.length + count <= self.column_capacity
         rows, length = self.rows, self.length
-        for buffers in (self.keys, self.values):
-            for buffer in buffers:
-                buffer[:rows, :, count : count + length] = buffer[:rows, :, :length].clone()
-                buffer[:rows, :, :count] = 0
-        self.mask[:rows, count : count + length] = self.mask[:rows, :length].clone()
-        self.mask[:rows, :count] = False
+        if rows:
+            for buffers in (self.keys, self.values):
+                for buffer in buffers:
+                    buffer[:rows, :, count : count + length] = buffer[:rows, :, :length].clone()
+                    buffer[:rows, :, :count] = 0
+            self.mask[:rows, count : count + length] = self.mask[:rows, :length].clone()
+            self.mask[:rows, :count] = False
         self.length += count
 
-    def _trim_leading_columns(self) -> None:
-        """Cut off leading columns that hold no token of any row, once they are a quarter of the span.
+    def _trim_leading_columns(self, *, force: bool = False) -> None:
+        """Cut off leading columns that hold no token of any row.
 
-        The threshold keeps the copy amortized: a cut costs one pass over the cache.
+        Unless ``force`` is set, only once they are a quarter of the span, which keeps the
+        copy amortized: a cut costs one pass over the cache.
         """
         assert self.mask is not None
+        if self.rows == 0 or self.length == 0:
+            self.length = 0
+            return
         used = self.mask[: self.rows, : self.length].any(dim=0)
         first = int(used.to(torch.int8).argmax().item())
-        if first < max(16, self.length // 4):
+        if first == 0 or (not force and first < max(16, self.length // 4)):
             return
         rows, keep = self.rows, self.length - first
         for buffers in (self.keys, self.values):
@@ -193,8 +246,8 @@ class BatchKVCache:
 
     def decode_mask(self) -> torch.Tensor:
         """Mark column ``length`` as a real token of every row; return the (rows, length + 1) mask."""
-        self.reserve_columns(1)
         assert self.mask is not None
+        self._make_room(self.rows, 1)
         self.mask[: self.rows, self.length] = True
         return self.mask[: self.rows, : self.length + 1]
 
@@ -217,7 +270,7 @@ def _round_up(value: int, multiple: int) -> int:
 
 
 class _BufferLayer(DynamicLayer):
-    """A transformers cache layer that stores into a BatchKVCache's buffers."""
+    """A transformers cache layer that stores into a BatchKVCache's pools."""
 
     def __init__(self, owner: BatchKVCache, index: int):
         super().__init__()

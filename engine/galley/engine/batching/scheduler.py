@@ -73,6 +73,7 @@ class SchedulerStats:
     running: int  # sequences in the decode batch
     reserved_tokens: int  # KV cache tokens held by running sequences (prompt + max_new_tokens)
     kv_cache_len: int
+    kv_cache_bytes: int  # allocated for kv_cache_len token slots at the first generation; 0 before
     tokens_generated: int  # since the scheduler started
     tokens_per_second: float  # over the last throughput window
     prompt_tokens: int  # prefilled since the scheduler started
@@ -267,6 +268,7 @@ class Scheduler:
             running=len(self._batch.rows),
             reserved_tokens=self._batch.reserved_tokens,
             kv_cache_len=self.kv_cache_len,
+            kv_cache_bytes=self._batch.cache.allocated_bytes,
             tokens_generated=self._meter.total,
             tokens_per_second=self._meter.tokens_per_second(),
             prompt_tokens=self._batch.prompt_tokens,
