@@ -2,7 +2,9 @@
 
 Dry-run planning uses architecture-only entries of the real models (no weights on disk) on
 one virtual 80 GiB device. Admission of real spawns uses the tiny models on a virtual
-device of 100 MiB, small enough that training the tiny Llama with full weights does not fit.
+device of 1 GiB. Each spawn there plans the 500 MiB CUDA context estimate besides its
+tensors, so one tiny inference spawn (0.55 GiB) fits, but two do not, and neither does
+training the tiny Llama with full weights.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ def planning_engine(tmp_path_factory, tiny_llama_dir):
 
 @pytest.fixture(scope="module")
 def small_device_engine(tmp_path_factory, tiny_llama_dir):
-    extra = ["--devices", "1x100MiB"]
+    extra = ["--devices", "1x1GiB"]
     with start_engine(
         {"tiny": tiny_llama_dir}, tmp_path_factory.mktemp("engine-admission"), keep_warm=60, extra_args=extra
     ) as engine:
@@ -132,7 +134,7 @@ async def test_kept_spawn_released_for_room(small_device_engine):
         old_pid = old["ranks"][0]["pid"]
 
     async with EngineClient.connect(small_device_engine.url, small_device_engine.token) as second:
-        # A different configuration cannot reuse "old", and both do not fit on 100 MiB at once.
+        # A different configuration cannot reuse "old", and both do not fit on 1 GiB at once.
         result = await second.call(
             "spawn", name="new", kind="inference", model=inference_model("tiny", kv_cache_len=512)
         )

@@ -264,13 +264,13 @@ def test_scoring_value_head_trained():
     assert plan.components["optimizer_state"] - plain.components["optimizer_state"] == head * 8
 
 
-def test_cpu_plans_float32_without_overhead():
+def test_cpu_plans_float32_with_worker_runtime():
     facts = facts_of("qwen2.5-0.5b-instruct")
     plan = plan_spawn(facts, "train", 1, max_batch_size=256, device_kind="cpu")
     assert plan.inputs.weight_dtype == "float32"
     assert plan.components["weights"] == facts.parameters * 4
     assert "master_weights" not in plan.components
-    assert plan.components["overhead"] == 0
+    assert plan.components["overhead"] == 512 * 1024**2
 
 
 def test_nccl_overhead_only_with_tp():
@@ -278,9 +278,8 @@ def test_nccl_overhead_only_with_tp():
     single = plan_spawn(facts, "inference", 1, kv_cache_len=10)
     double = plan_spawn(facts, "inference", 2, kv_cache_len=10)
     assert double.components["overhead"] - single.components["overhead"] == 256 * 1024**2
-    assert (
-        plan_spawn(facts, "inference", 2, kv_cache_len=10, device_kind="virtual").components["overhead"] == 0
-    )
+    virtual = plan_spawn(facts, "inference", 2, kv_cache_len=10, device_kind="virtual")
+    assert virtual.components["overhead"] == double.components["overhead"]
 
 
 def test_plan_notes_and_json():

@@ -5,6 +5,11 @@ from the model's config.json and safetensors headers, places the ranks on the de
 ``galley.engine.devices`` and reserves the planned bytes until the spawn is released.
 A model whose architecture the planner cannot describe is placed without a plan, on the
 devices with the most free memory, and that is logged.
+
+Dry runs (``plan_dry_run``) reserve nothing on the devices. Each session's planned spawns
+are kept here instead, and every later plan of that session is checked against the devices
+minus them, so a dry run checks whether the whole recipe fits. ``drop_dry_run_spawn``
+(the recipe's ``dealloc()``) and ``end_dry_run`` (the session closed) give the bytes back.
 """
 
 from __future__ import annotations
@@ -15,10 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from galley.engine.devices import DeviceInventory
-from galley.engine.errors import ModelError, SpawnRefused
+from galley.engine.errors import InvalidRequest, ModelError, SpawnRefused
 from galley.engine.spec import ResolvedSpawn
 from galley.planner import (
     ArchitectureError,
+    Holding,
+    Placement,
     Plan,
     SafetensorsHeaderError,
     admit,
@@ -51,12 +58,21 @@ def _facts(record: ModelRecord, base: ModelRecord | None):
 class Admission:
     def __init__(self, inventory: DeviceInventory):
         self.inventory = inventory
+        # Session id -> spawn name -> placement of each spawn its dry run planned, in plan
+        # order. None for a spawn planned without a memory plan, which holds nothing.
+        self._dry_runs: dict[str, dict[str, Placement | None]] = {}
 
     @property
     def device_kind(self) -> str:
         return self.inventory.kind
 
-    def plan(self, resolved: ResolvedSpawn, record: ModelRecord, base: ModelRecord | None) -> Plan:
+    def plan(
+        self,
+        resolved: ResolvedSpawn,
+        record: ModelRecord,
+        base: ModelRecord | None,
+        name: str | None = None,
+    ) -> Plan:
         """Plan a spawn; raise SpawnRefused (tp invalid) or ModelError (unknown architecture)."""
         try:
             facts = _facts(record, base)
@@ -71,26 +87,97 @@ class Admission:
             adapter=resolved.adapter,
             scoring=resolved.scoring,
             device_kind=self.device_kind,  # type: ignore[arg-type]
+            spawn_name=name,
         )
 
     def place(
-        self, resolved: ResolvedSpawn, record: ModelRecord, base: ModelRecord | None
-    ) -> tuple[Plan | None, Any]:
-        """Plan and place without reserving; raise SpawnRefused when it does not fit."""
+        self,
+        resolved: ResolvedSpawn,
+        record: ModelRecord,
+        base: ModelRecord | None,
+        name: str | None = None,
+        held: list[Holding] | None = None,
+    ) -> tuple[Plan | None, Placement | None]:
+        """Plan and place without reserving; raise SpawnRefused when it does not fit.
+
+        ``held`` is subtracted from the devices' free memory like the bytes of loading spawns.
+        """
         try:
-            plan = self.plan(resolved, record, base)
+            plan = self.plan(resolved, record, base, name)
         except ModelError as error:
             log.warning("%s; placing spawn of %r without a memory plan", error.message, record.key)
             return None, None
         devices = self.inventory.devices()
-        placement = admit(plan, devices, pending=self.inventory.pending_bytes())
+        placement = admit(plan, devices, pending=self.inventory.pending_bytes(), held=held or [])
         return plan, placement
 
+    # -- dry runs -------------------------------------------------------------------------
+
+    def plan_dry_run(
+        self,
+        session_id: str,
+        name: str,
+        resolved: ResolvedSpawn,
+        record: ModelRecord,
+        base: ModelRecord | None,
+    ) -> tuple[Plan | None, Placement | None, list[Holding]]:
+        """Place a dry-run spawn against the devices minus the session's earlier planned spawns.
+
+        Returns the plan, its placement and those earlier holdings. A spawn that fits holds its
+        planned bytes for the session's later plans. A refused one holds nothing, but its name
+        stays taken so that the recipe's later dealloc() of it succeeds. Raises InvalidRequest
+        when the session already planned a spawn of this name, as spawn does.
+        """
+        planned = self._dry_runs.setdefault(session_id, {})
+        if name in planned:
+            raise InvalidRequest(
+                f"this dry run already planned a spawn named {name!r}; spawn names are unique per session, "
+                f"so choose another name or dealloc() the first one"
+            )
+        # NOTE: a real spawn that does not fit first releases kept (keep-warm) spawns of closed
+        # sessions. A dry run counts their memory as used, so it can reject what a real run admits.
+        held = self.dry_run_holdings(session_id)
+        planned[name] = None
+        plan, placement = self.place(resolved, record, base, name, held)
+        planned[name] = placement
+        return plan, placement, held
+
+    def dry_run_holdings(self, session_id: str) -> list[Holding]:
+        """Return what the session's planned spawns hold, one Holding per spawn and device."""
+        holdings = []
+        for name, placement in self._dry_runs.get(session_id, {}).items():
+            if placement is None:
+                continue
+            for device, size in placement.bytes_by_device().items():
+                holdings.append(Holding(spawn=name, device=device, bytes=size))
+        return holdings
+
+    def drop_dry_run_spawn(self, session_id: str, name: str) -> bool:
+        """Give back a planned spawn's bytes (its dealloc()); return False if it was not planned."""
+        planned = self._dry_runs.get(session_id, {})
+        if name not in planned:
+            return False
+        del planned[name]
+        return True
+
+    def end_dry_run(self, session_id: str) -> None:
+        self._dry_runs.pop(session_id, None)
+
+    # -- spawns ---------------------------------------------------------------------------
+
     def admit(
-        self, spawn_id: str, resolved: ResolvedSpawn, record: ModelRecord, base: ModelRecord | None
+        self,
+        spawn_id: str,
+        resolved: ResolvedSpawn,
+        record: ModelRecord,
+        base: ModelRecord | None,
+        name: str | None = None,
     ) -> SpawnPlacement:
-        """Place a spawn and reserve its planned bytes until ``release(spawn_id)``."""
-        plan, placement = self.place(resolved, record, base)
+        """Place a spawn and reserve its planned bytes until ``release(spawn_id)``.
+
+        ``name`` is the spawn's name, for the refusal message.
+        """
+        plan, placement = self.place(resolved, record, base, name)
         if placement is None:
             devices = self._devices_by_free_memory(resolved.tp)
             rank_components: list[dict[str, int] | None] = [None] * resolved.tp

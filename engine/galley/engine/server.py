@@ -192,7 +192,7 @@ class EngineServer:
                 return await self.manager.release_by_id(params.spawn_id)
             case "plan":
                 assert isinstance(params, PlanParams)
-                return await self.manager.plan(params)
+                return await self.manager.plan(session, params)
             case "list_spawns":
                 return {"spawns": [s.model_dump() for s in self.telemetry().spawns]}
             case "devices":

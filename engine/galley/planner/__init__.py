@@ -16,17 +16,19 @@ config.json and safetensors headers with json and struct only.
   and ``total``, and ``notes`` giving each component's formula, source and calibration.
   ``plan.to_dict()`` is ``{"components", "total", "notes", "ranks", ...}``. Raises
   InvalidRequest for invalid inputs and SpawnRefused when tp does not divide the heads.
-- ``admit(plan, devices, pinned=None, *, pending=None) -> Placement``: devices are anything
-  with ``id``, ``free_bytes`` and ``total_bytes`` (``galley.protocol.DeviceInfo``,
-  ``DeviceCapacity``). Raises SpawnRefused(message, data) when tp exceeds the devices or a
-  rank's plan exceeds its device's free memory. The message lists every component in GiB
-  and what would fit. ``data`` carries the plan and that advice, for ``error.data``.
+- ``admit(plan, devices, pinned=None, *, pending=None, held=()) -> Placement``: devices are
+  anything with ``id``, ``free_bytes`` and ``total_bytes`` (``galley.protocol.DeviceInfo``,
+  ``DeviceCapacity``). ``held`` lists the ``Holding``s of earlier spawns of a dry run.
+  Raises SpawnRefused(message, data) when tp exceeds the devices or a rank's plan exceeds
+  its device's available memory. The message names the spawn (``plan_spawn(...,
+  spawn_name=...)``), lists every component in GiB, the earlier spawns holding memory and
+  what would fit. ``data`` carries the plan, the holdings and that advice, for ``error.data``.
 
 ``python -m galley.planner`` prints facts and plans from the command line.
 """
 
 from ..engine.errors import InvalidRequest, SpawnRefused
-from .admission import DeviceCapacity, DeviceView, Placement, RankPlacement, admit
+from .admission import DeviceCapacity, DeviceView, Holding, Placement, RankPlacement, admit
 from .architecture import ArchitectureError, ArchitectureFacts, architecture_facts
 from .plan import ComponentNote, Plan, PlanInputs, RankPlan, plan_spawn
 from .safetensors_headers import SafetensorsHeaderError
@@ -40,6 +42,7 @@ __all__ = [
     "ComponentNote",
     "DeviceCapacity",
     "DeviceView",
+    "Holding",
     "InvalidRequest",
     "Placement",
     "Plan",

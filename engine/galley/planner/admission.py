@@ -1,10 +1,12 @@
 """Admission and placement: choose a device per rank, admit only when every rank's plan fits.
 
-A device's available memory is its free bytes minus ``pending``: bytes of admitted spawns
-that are still loading there and so do not show in the free count yet. Without pinned
-devices, ranks go to the devices with the most available memory. A spawn that does not
-fit raises SpawnRefused. Its message lists every component in GiB, the total against the
-free memory, and what would fit instead, and ``error.data`` carries the same as JSON.
+A device's available memory is its free bytes minus ``pending`` (bytes of admitted spawns
+that are still loading there and so do not show in the free count yet) minus ``held``
+(earlier spawns of the same dry run, which plan but never load). Without pinned devices,
+ranks go to the devices with the most available memory. A spawn that does not fit raises
+SpawnRefused. Its message names the spawn, lists every component in GiB, the total against
+the free memory, the earlier spawns that hold memory on the device, and what would fit
+instead, and ``error.data`` carries the same as JSON.
 """
 
 from __future__ import annotations
@@ -35,6 +37,18 @@ class DeviceCapacity:
     total_bytes: int
     free_bytes: int
     kind: str = "virtual"
+
+
+@dataclass(frozen=True)
+class Holding:
+    """Bytes that an earlier spawn of the same dry run planned on a device."""
+
+    spawn: str
+    device: str
+    bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"spawn": self.spawn, "device": self.device, "bytes": self.bytes}
 
 
 @dataclass(frozen=True)
@@ -80,30 +94,42 @@ def admit(
     pinned: Sequence[str] | None = None,
     *,
     pending: Mapping[str, int] | None = None,
+    held: Sequence[Holding] = (),
 ) -> Placement:
     """Place each rank of ``plan`` on its own device, or raise SpawnRefused.
 
-    ``pinned`` lists one device id per rank, in rank order. Raises InvalidRequest for pinned
-    ids that are unknown, repeated or not one per rank.
+    ``pinned`` lists one device id per rank, in rank order. ``held`` lists what earlier
+    spawns of the same dry run planned, which is subtracted like ``pending``. Raises
+    InvalidRequest for pinned ids that are unknown, repeated or not one per rank.
     """
-    pending = pending or {}
-    chosen = _choose_devices(plan, devices, pinned, pending)
+    reserved = _reserved_bytes(pending or {}, held)
+    chosen = _choose_devices(plan, devices, pinned, reserved)
     ranks = tuple(
-        RankPlacement(rank.rank, device.id, rank.total, _available(device, pending))
+        RankPlacement(rank.rank, device.id, rank.total, _available(device, reserved))
         for rank, device in zip(plan.ranks, chosen, strict=True)
     )
     if all(rank.planned_bytes <= rank.available_bytes for rank in ranks):
         return Placement(plan=plan, ranks=ranks)
-    advice = _advice(plan, devices, pinned, pending)
-    raise SpawnRefused(_refusal_message(plan, ranks, advice), _refusal_data(plan, ranks, advice))
+    advice = _advice(plan, devices, pinned, reserved, pending or {}, held)
+    raise SpawnRefused(
+        _refusal_message(plan, ranks, advice, devices, held), _refusal_data(plan, ranks, advice, held)
+    )
 
 
-def _available(device: DeviceView, pending: Mapping[str, int]) -> int:
-    return device.free_bytes - pending.get(device.id, 0)
+def _reserved_bytes(pending: Mapping[str, int], held: Sequence[Holding]) -> dict[str, int]:
+    """Return the bytes to subtract from each device's free bytes: pending plus held."""
+    reserved = dict(pending)
+    for holding in held:
+        reserved[holding.device] = reserved.get(holding.device, 0) + holding.bytes
+    return reserved
+
+
+def _available(device: DeviceView, reserved: Mapping[str, int]) -> int:
+    return device.free_bytes - reserved.get(device.id, 0)
 
 
 def _choose_devices(
-    plan: Plan, devices: Sequence[DeviceView], pinned: Sequence[str] | None, pending: Mapping[str, int]
+    plan: Plan, devices: Sequence[DeviceView], pinned: Sequence[str] | None, reserved: Mapping[str, int]
 ) -> list[DeviceView]:
     tp = plan.inputs.tp
     if pinned is not None:
@@ -111,12 +137,14 @@ def _choose_devices(
     if tp > len(devices):
         valid = [n for n in plan.facts.valid_tp() if n <= len(devices)]
         names = ", ".join(device.id for device in devices) or "none"
+        label = f" for spawn {plan.inputs.spawn_name!r}" if plan.inputs.spawn_name else ""
         raise SpawnRefused(
-            f"tp={tp} needs {tp} devices but {len(devices)} are available ({names}); "
+            f"tp={tp} needs {tp} devices but {len(devices)} are available ({names}){label}; "
             f"use tp={' or '.join(str(n) for n in valid)}, which divides {plan.facts.name}'s "
             f"{plan.facts.heads} attention heads",
             {
                 "reason": "tp_exceeds_devices",
+                "spawn": plan.inputs.spawn_name,
                 "model": plan.facts.name,
                 "tp": tp,
                 "devices": [device.id for device in devices],
@@ -124,7 +152,7 @@ def _choose_devices(
             },
         )
     # Most available memory first; equal devices keep their inventory order.
-    ordered = sorted(devices, key=lambda device: -_available(device, pending))
+    ordered = sorted(devices, key=lambda device: -_available(device, reserved))
     return ordered[:tp]
 
 
@@ -143,14 +171,14 @@ def _pinned_devices(tp: int, devices: Sequence[DeviceView], pinned: Sequence[str
 
 
 def _fits(
-    plan: Plan, devices: Sequence[DeviceView], pinned: Sequence[str] | None, pending: Mapping[str, int]
+    plan: Plan, devices: Sequence[DeviceView], pinned: Sequence[str] | None, reserved: Mapping[str, int]
 ) -> bool:
     try:
-        chosen = _choose_devices(plan, devices, pinned, pending)
+        chosen = _choose_devices(plan, devices, pinned, reserved)
     except (SpawnRefused, InvalidRequest):
         return False
     return all(
-        rank.total <= _available(device, pending) for rank, device in zip(plan.ranks, chosen, strict=True)
+        rank.total <= _available(device, reserved) for rank, device in zip(plan.ranks, chosen, strict=True)
     )
 
 
@@ -173,13 +201,18 @@ def _largest_fitting(upper: int, fits: Callable[[int], bool]) -> int | None:
 
 
 def _advice(
-    plan: Plan, devices: Sequence[DeviceView], pinned: Sequence[str] | None, pending: Mapping[str, int]
+    plan: Plan,
+    devices: Sequence[DeviceView],
+    pinned: Sequence[str] | None,
+    reserved: Mapping[str, int],
+    pending: Mapping[str, int],
+    held: Sequence[Holding],
 ) -> dict[str, Any]:
     inputs = plan.inputs
     advice: dict[str, Any] = {}
 
     def fits(candidate: Plan) -> bool:
-        return _fits(candidate, devices, pinned, pending)
+        return _fits(candidate, devices, pinned, reserved)
 
     if inputs.kind == "inference":
         assert inputs.kv_cache_len is not None
@@ -194,8 +227,31 @@ def _advice(
         if not inputs.adapter:
             advice["adapter"] = _adapter_advice(plan, fits)
         advice["inference"] = _inference_advice(plan, fits)
-    advice["tp"] = _tp_advice(plan, devices, pending)
+    advice["tp"] = _tp_advice(plan, devices, reserved)
+    advice["device"] = _device_advice(plan, devices, pinned, reserved)
+    if held:
+        advice["dealloc"] = _dealloc_advice(plan, devices, pinned, pending, held)
     return advice
+
+
+def _dealloc_advice(
+    plan: Plan,
+    devices: Sequence[DeviceView],
+    pinned: Sequence[str] | None,
+    pending: Mapping[str, int],
+    held: Sequence[Holding],
+) -> dict[str, Any]:
+    """Find the fewest earlier spawns, largest first, whose dealloc() before this spawn makes it fit."""
+    bytes_by_spawn: dict[str, int] = {}
+    for holding in held:
+        bytes_by_spawn[holding.spawn] = bytes_by_spawn.get(holding.spawn, 0) + holding.bytes
+    order = sorted(bytes_by_spawn, key=lambda spawn: -bytes_by_spawn[spawn])
+    for count in range(1, len(order) + 1):
+        released = set(order[:count])
+        kept = [holding for holding in held if holding.spawn not in released]
+        if _fits(plan, devices, pinned, _reserved_bytes(pending, kept)):
+            return {"fits": True, "spawns": order[:count], "bytes": sum(bytes_by_spawn[s] for s in released)}
+    return {"fits": False, "spawns": order, "bytes": sum(bytes_by_spawn.values())}
 
 
 def _adapter_advice(plan: Plan, fits: Callable[[Plan], bool]) -> dict[str, Any]:
@@ -217,73 +273,117 @@ def _inference_advice(plan: Plan, fits: Callable[[Plan], bool]) -> dict[str, Any
     return {"fits": largest is not None, "max_kv_cache_len": largest, "requested_kv_cache_len": upper}
 
 
-def _tp_advice(plan: Plan, devices: Sequence[DeviceView], pending: Mapping[str, int]) -> dict[str, Any]:
+def _tp_advice(plan: Plan, devices: Sequence[DeviceView], reserved: Mapping[str, int]) -> dict[str, Any]:
     """Find the smallest higher tp that fits on the most available devices (pins dropped)."""
     tp = plan.inputs.tp
     higher = [n for n in plan.facts.valid_tp() if n > tp]
     possible = [n for n in higher if n <= len(devices)]
     for candidate in possible:
         candidate_plan = plan.replan(tp=candidate)
-        if _fits(candidate_plan, devices, None, pending):
+        if _fits(candidate_plan, devices, None, reserved):
             return {"fits": True, "tp": candidate, "total_bytes_per_rank": candidate_plan.total}
     return {"fits": False, "tp": None, "tried": possible, "device_count": len(devices), "higher_tp": higher}
+
+
+def _device_advice(
+    plan: Plan, devices: Sequence[DeviceView], pinned: Sequence[str] | None, reserved: Mapping[str, int]
+) -> dict[str, Any]:
+    """Name the devices that could take a rank of this plan, and the memory a device needs."""
+    needed = plan.total
+    fitting = [
+        device.id
+        for device in devices
+        if _available(device, reserved) >= needed and device.id not in (pinned or ())
+    ]
+    roomiest = max(devices, key=lambda device: _available(device, reserved), default=None)
+    return {
+        "needed_bytes": needed,
+        "pinned": list(pinned) if pinned else None,
+        "fitting_devices": fitting,
+        "free_bytes": {device.id: _available(device, reserved) for device in devices},
+        "largest_free_device": roomiest.id if roomiest else None,
+        "largest_free_bytes": _available(roomiest, reserved) if roomiest else 0,
+    }
 
 
 # ---------------------------------------------------------------------------------------
 # Refusal message and data
 
 
-def _refusal_message(plan: Plan, ranks: Sequence[RankPlacement], advice: Mapping[str, Any]) -> str:
+def _refusal_message(
+    plan: Plan,
+    ranks: Sequence[RankPlacement],
+    advice: Mapping[str, Any],
+    devices: Sequence[DeviceView],
+    held: Sequence[Holding],
+) -> str:
     failing = [rank for rank in ranks if rank.planned_bytes > rank.available_bytes]
     worst = max(failing, key=lambda rank: rank.planned_bytes - rank.available_bytes)
     worst_plan = plan.ranks[worst.rank]
 
-    lines = [f"Spawn does not fit: {plan.describe()}."]
+    lines = [f"{plan.spawn_label()} does not fit: {plan.describe()}."]
     for rank in failing:
         lines.append(
             f"Rank {rank.rank} needs {format_gib(rank.planned_bytes)} but {rank.device} has "
             f"{format_gib(rank.available_bytes)} free."
         )
+    lines.extend(_held_lines(failing, devices, held))
     lines.append(f"Planned memory of rank {worst.rank} by component:")
     lines.extend("  " + line for line in plan.component_lines(worst_plan))
     lines.append(
         f"  total {format_gib(worst.planned_bytes)} against {format_gib(worst.available_bytes)} free on {worst.device}"
     )
     lines.append("What would fit:")
-    lines.extend("  - " + line for line in _advice_lines(plan, advice))
+    lines.extend("  - " + line for line in _advice_lines(plan, advice, worst))
     return "\n".join(lines)
 
 
-def _advice_lines(plan: Plan, advice: Mapping[str, Any]) -> list[str]:
+def _held_lines(
+    failing: Sequence[RankPlacement], devices: Sequence[DeviceView], held: Sequence[Holding]
+) -> list[str]:
+    """Say which earlier spawns of the dry run hold memory on each failing rank's device."""
+    free_by_device = {device.id: device.free_bytes for device in devices}
+    lines = []
+    for device_id in dict.fromkeys(rank.device for rank in failing):
+        holdings = [holding for holding in held if holding.device == device_id]
+        if not holdings:
+            continue
+        spawns = ", ".join(f"{holding.spawn!r} {format_gib(holding.bytes)}" for holding in holdings)
+        total = sum(holding.bytes for holding in holdings)
+        lines.append(
+            f"Earlier spawns of this dry run hold {format_gib(total)} of {device_id}: {spawns} "
+            f"({device_id} has {format_gib(free_by_device[device_id])} free without them)."
+        )
+    return lines
+
+
+def _advice_lines(plan: Plan, advice: Mapping[str, Any], worst: RankPlacement) -> list[str]:
     inputs = plan.inputs
+    free = f"{format_gib(worst.available_bytes)} free on {worst.device}"
     lines = []
     if "max_kv_cache_len" in advice:
         largest = advice["max_kv_cache_len"]
+        fixed = sum(size for name, size in plan.ranks[worst.rank].components.items() if name != "kv_cache")
         lines.append(
             f"kv_cache_len={largest} (largest that fits; requested {inputs.kv_cache_len})"
             if largest
-            else "no kv_cache_len: the weights and overhead alone do not fit"
+            else f"no kv_cache_len fits: weights and overhead alone take {format_gib(fixed)} of the {free}"
         )
     if "max_batch_size" in advice:
         largest = advice["max_batch_size"]
+        fixed = sum(
+            size
+            for name, size in plan.ranks[worst.rank].components.items()
+            if name not in ("activations", "attention_mask", "logits")
+        )
         lines.append(
             f"max_batch_size={largest} tokens (largest that fits; requested {inputs.max_batch_size})"
             if largest
-            else "no max_batch_size: weights, gradients and optimizer state alone do not fit"
+            else f"no max_batch_size fits: weights, gradients, optimizer state and overhead alone take "
+            f"{format_gib(fixed)} of the {free}"
         )
     if "adapter" in advice:
-        adapter = advice["adapter"]
-        if adapter["fits"]:
-            lines.append(
-                f"adapter training (.with_adapter()) fits at max_batch_size={inputs.max_batch_size}: "
-                f"{format_gib(adapter['total_bytes'])} per rank"
-            )
-        elif adapter["max_batch_size"]:
-            lines.append(
-                f"adapter training (.with_adapter()) fits with max_batch_size={adapter['max_batch_size']}"
-            )
-        else:
-            lines.append("adapter training (.with_adapter()) does not fit either")
+        lines.append(_adapter_line(inputs.max_batch_size, advice["adapter"]))
     if "inference" in advice:
         inference = advice["inference"]
         largest, requested = inference["max_kv_cache_len"], inference["requested_kv_cache_len"]
@@ -294,7 +394,24 @@ def _advice_lines(plan: Plan, advice: Mapping[str, Any]) -> list[str]:
         else:
             lines.append("an inference spawn does not fit either")
     lines.append(_tp_line(plan, advice["tp"]))
+    lines.append(_device_line(plan, advice["device"]))
+    if "dealloc" in advice and advice["dealloc"]["fits"]:
+        names = ", ".join(repr(name) for name in advice["dealloc"]["spawns"])
+        lines.append(
+            f"dealloc() {names} ({format_gib(advice['dealloc']['bytes'])}) before this spawn; then it fits"
+        )
     return lines
+
+
+def _adapter_line(max_batch_size: int | None, adapter: Mapping[str, Any]) -> str:
+    if adapter["fits"]:
+        return (
+            f"adapter training (.with_adapter()) fits at max_batch_size={max_batch_size}: "
+            f"{format_gib(adapter['total_bytes'])} per rank"
+        )
+    if adapter["max_batch_size"]:
+        return f"adapter training (.with_adapter()) fits with max_batch_size={adapter['max_batch_size']}"
+    return "adapter training (.with_adapter()) does not fit either"
 
 
 def _tp_line(plan: Plan, tp_advice: Mapping[str, Any]) -> str:
@@ -313,11 +430,40 @@ def _tp_line(plan: Plan, tp_advice: Mapping[str, Any]) -> str:
     return f"no higher tp fits on the {tp_advice['device_count']} devices (tried tp={tp_advice['tried']})"
 
 
-def _refusal_data(plan: Plan, ranks: Sequence[RankPlacement], advice: Mapping[str, Any]) -> dict[str, Any]:
+def _device_line(plan: Plan, device_advice: Mapping[str, Any]) -> str:
+    tp = plan.inputs.tp
+    fitting, pinned = device_advice["fitting_devices"], device_advice["pinned"]
+    if pinned and len(fitting) >= tp:
+        chosen = fitting[:tp]
+        free = ", ".join(
+            f"{device_id} has {format_gib(device_advice['free_bytes'][device_id])} free"
+            for device_id in chosen
+        )
+        return f"another device: {free}; pin {'it' if tp == 1 else 'them'} instead of {', '.join(pinned)}"
+    needed = format_gib(device_advice["needed_bytes"])
+    requirement = (
+        f"a device with at least {needed} free"
+        if tp == 1
+        else f"{tp} devices with at least {needed} free each"
+    )
+    largest = device_advice["largest_free_device"]
+    if largest is None:
+        return f"another device: {requirement}"
+    return (
+        f"another device: {requirement} (the most free here is "
+        f"{format_gib(device_advice['largest_free_bytes'])} on {largest})"
+    )
+
+
+def _refusal_data(
+    plan: Plan, ranks: Sequence[RankPlacement], advice: Mapping[str, Any], held: Sequence[Holding]
+) -> dict[str, Any]:
     return {
         "reason": "does_not_fit",
+        "spawn": plan.inputs.spawn_name,
         "model": plan.facts.name,
         "plan": plan.to_dict(),
         "ranks": [dict(rank.to_dict(), fits=rank.planned_bytes <= rank.available_bytes) for rank in ranks],
+        "held": [holding.to_dict() for holding in held],
         "advice": dict(advice),
     }

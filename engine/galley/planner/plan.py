@@ -12,7 +12,9 @@ Components (those that apply to the spawn):
     activations      tensors saved for backward for one max_batch_size micro-batch (training)
     attention_mask   the packing mask that sdpa saves as a float bias in every layer (training)
     logits           logits, log-probabilities and their gradient for the loss (training)
-    overhead         per-process device memory outside torch tensors (CUDA context, NCCL)
+    overhead         per-worker memory outside the model's tensors: the CUDA context and NCCL
+                     buffers on GPUs and virtual devices, the Python, torch and transformers
+                     runtime (RSS) on the CPU
 
 Exact terms are counted from tensor shapes and match the tensors of real transformers and
 peft models (the planner tests compare them). Activations, the attention mask, logits and
@@ -42,11 +44,24 @@ DEFAULT_LORA_RANK = 16
 ADAPTER_BYTES = 4
 VALUE_HEAD_BYTES = 4  # torch.nn.Linear created with torch's default dtype, float32
 
-# Estimates, not calibrated on any GPU yet (gpu_check reports the measured values).
+# Estimates, not calibrated on any GPU yet (gpu_check reports the measured values). Virtual
+# devices stand in for GPUs, so they plan these too.
 CUDA_CONTEXT_BYTES = 500 * MIB
 NCCL_CHANNELS = 32
 NCCL_BUFFER_BYTES = 4 * MIB  # NCCL_BUFFSIZE default
 NCCL_BYTES = 2 * NCCL_CHANNELS * NCCL_BUFFER_BYTES  # 2 ring neighbours; 256 MiB
+
+# Estimate of a CPU worker's RSS before its model's tensors: the Python interpreter with torch,
+# transformers and peft imported. It was measured on Linux x86_64 (Python 3.11, torch 2.15 CPU,
+# transformers 5.23, peft 0.21.2) as a real worker's RSS when it reported ready, minus the
+# planned bytes of its tiny generated model. A worker forked from the engine's fork server
+# (the default start method on Linux) measured 475 MiB with the tiny Llama and 511 MiB with
+# the tiny Qwen3.
+# NOTE: a worker started as a fresh interpreter (--worker-start subprocess, the default where
+# fork is unavailable) measured about 780 MiB, so plans there undercount by about 270 MiB.
+# RSS also counts pages shared with the fork server, so the system memory a forked worker
+# takes is lower than this.
+CPU_WORKER_RUNTIME_BYTES = 512 * MIB
 
 
 @dataclass(frozen=True)
@@ -70,6 +85,7 @@ class PlanInputs:
     device_kind: DeviceKind
     weight_dtype: str
     lora_rank: int
+    spawn_name: str | None = None  # for messages only; it changes no size
 
 
 @dataclass(frozen=True)
@@ -115,6 +131,11 @@ class Plan:
             )
         return plan_spawn(self.facts, **dataclasses.asdict(inputs))
 
+    def spawn_label(self) -> str:
+        """Return "Spawn 'NAME'" for messages, or "Spawn" when the plan has no spawn name."""
+        name = self.inputs.spawn_name
+        return f"Spawn {name!r}" if name else "Spawn"
+
     def describe(self) -> str:
         """Return one line naming the spawn's model and settings, for messages."""
         inputs = self.inputs
@@ -128,14 +149,21 @@ class Plan:
         return f"{self.facts.name} {activity}{scoring}, tp={inputs.tp}, {size}, {inputs.weight_dtype} weights"
 
     def component_lines(self, rank: RankPlan | None = None) -> list[str]:
-        """Return one ``name  N.NN GiB`` line per component of ``rank`` (default: the largest)."""
+        """Return one ``name  N.NN GiB  (exact|estimate)`` line per component of ``rank``
+        (default: the largest)."""
         rank = rank or self.largest
         width = max(len(name) for name in rank.components)
-        return [f"{name:<{width}}  {format_gib(size):>12}" for name, size in rank.components.items()]
+        lines = []
+        for name, size in rank.components.items():
+            note = self.notes.get(name)
+            calibration = f"  ({note.calibration})" if note else ""
+            lines.append(f"{name:<{width}}  {format_gib(size):>12}{calibration}")
+        return lines
 
     def to_dict(self) -> dict[str, Any]:
         inputs = self.inputs
         return {
+            "spawn": inputs.spawn_name,
             "model": self.facts.name,
             "kind": inputs.kind,
             "tp": inputs.tp,
@@ -171,17 +199,29 @@ def plan_spawn(
     *,
     weight_dtype: str | None = None,
     lora_rank: int = DEFAULT_LORA_RANK,
+    spawn_name: str | None = None,
 ) -> Plan:
     """Plan a spawn's memory per rank.
 
     Inference spawns need ``kv_cache_len``; training spawns need ``max_batch_size`` (tokens
     per micro-batch). ``weight_dtype`` defaults to what the engine loads on ``device_kind``.
+    ``spawn_name`` only labels messages.
 
     Raises InvalidRequest (a ValueError) for invalid inputs, and SpawnRefused when tp does
     not divide the attention heads.
     """
     inputs = _validated_inputs(
-        facts, kind, tp, kv_cache_len, max_batch_size, adapter, scoring, device_kind, weight_dtype, lora_rank
+        facts,
+        kind,
+        tp,
+        kv_cache_len,
+        max_batch_size,
+        adapter,
+        scoring,
+        device_kind,
+        weight_dtype,
+        lora_rank,
+        spawn_name,
     )
     ranks = tuple(RankPlan(rank, _rank_components(facts, inputs, rank)) for rank in range(tp))
     plan = Plan(facts=facts, inputs=inputs, ranks=ranks, notes={})
@@ -200,6 +240,7 @@ def _validated_inputs(
     device_kind: str,
     weight_dtype: str | None,
     lora_rank: Any,
+    spawn_name: str | None,
 ) -> PlanInputs:
     problems = []
     if kind not in ("inference", "train"):
@@ -228,16 +269,25 @@ def _validated_inputs(
         problems.append(f"weight_dtype: {error}")
         dtype = None
     if problems:
-        raise InvalidRequest("cannot plan the spawn: " + "; ".join(problems))
+        label = f"spawn {spawn_name!r}" if spawn_name else "the spawn"
+        raise InvalidRequest(f"cannot plan {label}: " + "; ".join(problems))
 
     if facts.heads % tp != 0:
         valid = facts.valid_tp()
         choices = (
             ", ".join(str(n) for n in valid[:-1]) + f" or {valid[-1]}" if len(valid) > 1 else str(valid[0])
         )
+        label = f" (spawn {spawn_name!r})" if spawn_name else ""
         raise SpawnRefused(
-            f"tp={tp} does not divide {facts.name}'s {facts.heads} attention heads; use {choices}",
-            {"reason": "tp_invalid", "model": facts.name, "tp": tp, "heads": facts.heads, "valid_tp": valid},
+            f"tp={tp} does not divide {facts.name}'s {facts.heads} attention heads{label}; use {choices}",
+            {
+                "reason": "tp_invalid",
+                "spawn": spawn_name,
+                "model": facts.name,
+                "tp": tp,
+                "heads": facts.heads,
+                "valid_tp": valid,
+            },
         )
     return PlanInputs(
         kind=kind,  # type: ignore[arg-type]
@@ -249,6 +299,7 @@ def _validated_inputs(
         device_kind=device_kind,  # type: ignore[arg-type]
         weight_dtype=dtype or default_weight_dtype(facts, device_kind),
         lora_rank=lora_rank,
+        spawn_name=spawn_name,
     )
 
 
@@ -382,8 +433,9 @@ def _rank_components(facts: ArchitectureFacts, inputs: PlanInputs, rank: int) ->
 
 
 def _overhead_bytes(device_kind: str, tp: int) -> int:
-    if device_kind != "cuda":
-        return 0
+    if device_kind == "cpu":
+        # NOTE: gloo's buffers for tp > 1 on the CPU are not planned.
+        return CPU_WORKER_RUNTIME_BYTES
     return CUDA_CONTEXT_BYTES + (NCCL_BYTES if tp > 1 else 0)
 
 
@@ -475,11 +527,12 @@ def _notes(facts: ArchitectureFacts, inputs: PlanInputs, rank: int) -> dict[str,
 
 
 def _overhead_note(device_kind: str, tp: int) -> ComponentNote:
-    if device_kind != "cuda":
+    if device_kind == "cpu":
         return ComponentNote(
-            "0",
-            f"{device_kind} devices are accounted by tensor bytes only; the worker's Python and "
-            "torch runtime (a few hundred MiB of RSS) is not planned",
+            f"worker runtime {CPU_WORKER_RUNTIME_BYTES // MIB} MiB",
+            "RSS of a worker process with Python, torch, transformers and peft loaded and no model "
+            "tensors yet, measured on Linux x86_64 with the fork server start method; a worker "
+            "started as a fresh interpreter measured about 780 MiB",
             "estimate",
         )
     nccl = (
@@ -488,9 +541,12 @@ def _overhead_note(device_kind: str, tp: int) -> ComponentNote:
         if tp > 1
         else ""
     )
+    stand_in = (
+        "; a virtual device stands in for a GPU, so it plans the same" if device_kind == "virtual" else ""
+    )
     return ComponentNote(
         f"CUDA context {CUDA_CONTEXT_BYTES // MIB} MiB{nccl}",
         "CUDA context with cuBLAS workspace is typically 300-600 MiB on recent drivers; NCCL buffers "
-        "from its default buffer size and channel count",
+        f"from its default buffer size and channel count{stand_in}",
         "estimate",
     )

@@ -2,7 +2,9 @@
 
 The engine's ``plan`` method returns the resolved spawn parameters, the chosen devices and
 the planner's ``plan``: bytes per component for the largest rank, the total, and a note per
-component saying whether its number is exact or an estimate.
+component saying whether its number is exact or an estimate. It also returns each rank's
+available bytes and the bytes that earlier spawns of the same dry run hold (``held``),
+because the engine checks every plan against the devices minus those earlier plans.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ def format_plan(result: dict[str, Any]) -> str:
     plan = result.get("plan")
     if isinstance(plan, dict) and isinstance(plan.get("components"), dict):
         lines.extend(_component_lines(plan))
+        lines.extend(_fit_lines(result))
     else:
         lines.append("  no memory plan for this model")
     return "\n".join(lines)
@@ -61,6 +64,24 @@ def _component_lines(plan: dict[str, Any]) -> list[str]:
         suffix = f"  ({calibration})" if calibration else ""
         lines.append(f"    {name:<{width}}  {format_gib(size):>11}{suffix}")
     lines.append(f"    {'total':<{width}}  {format_gib(plan.get('total')):>11}")
+    return lines
+
+
+def _fit_lines(result: dict[str, Any]) -> list[str]:
+    """Render each rank's planned bytes against its device's available memory, and the holdings."""
+    lines = []
+    for rank in result.get("ranks") or []:
+        lines.append(
+            f"  rank {rank.get('rank')}: {format_gib(rank.get('planned_bytes'))} of "
+            f"{format_gib(rank.get('available_bytes'))} available on {rank.get('device')}"
+        )
+    held = result.get("held") or []
+    if held:
+        spawns = ", ".join(
+            f"{holding.get('spawn')!r} {format_gib(holding.get('bytes'))} on {holding.get('device')}"
+            for holding in held
+        )
+        lines.append(f"  earlier spawns of this dry run hold: {spawns}")
     return lines
 
 
