@@ -10,6 +10,21 @@ import { openPlane, tempDir } from "./helpers.js";
 let plane: ControlPlane;
 let dir: string;
 
+function escape(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
+
+/** Imports the file and returns the rejection's body; fails the test if the import succeeds. */
+function rejectionOf(file: string, key: string): ReturnType<ApiError["toBody"]> {
+  try {
+    plane.datasets.importFile(file, key);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ApiError);
+    return (error as ApiError).toBody();
+  }
+  throw new Error(`importing ${file} succeeded, but it should have been rejected`);
+}
+
 beforeEach(() => {
   plane = openPlane();
   dir = tempDir("datasets");
@@ -30,7 +45,7 @@ describe("datasets", () => {
 
   test("csv and json rows are counted", () => {
     fs.writeFileSync(path.join(dir, "table.csv"), "q,a\n1,2\n3,4\n");
-    fs.writeFileSync(path.join(dir, "rows.json"), "[1, 2, 3, 4]");
+    fs.writeFileSync(path.join(dir, "rows.json"), '[{"q": 1}, {"q": 2}, {"q": 3}, {"q": 4}]');
     expect(plane.datasets.importFile(path.join(dir, "table.csv"), "table").rows).toBe(2);
     expect(plane.datasets.importFile(path.join(dir, "rows.json"), "rows").rows).toBe(4);
   });
@@ -51,26 +66,74 @@ describe("datasets", () => {
       "[1, 2]",
       '{"messages": [{"role": "bot", "content": 3}]}',
       '{"messages": "hi"}',
+      '{"messages": [{"content": "no role"}, {"role": "user"}]}',
+      '{"prompt": "no messages"}',
+      '{"messages": []}',
     ];
     fs.writeFileSync(file, lines.join("\n"));
-    let caught: unknown;
-    try {
-      plane.datasets.importFile(file, "chat");
-    } catch (error) {
-      caught = error;
-    }
-    expect(caught).toBeInstanceOf(ApiError);
-    const body = (caught as ApiError).toBody();
+    const body = rejectionOf(file, "chat");
     expect(body.code).toBe("unprocessable");
-    expect(body.message).toContain("5 problems in 6 lines");
+    expect(body.message).toContain("9 problems in 9 lines");
     expect(body.reasons).toEqual([
-      expect.stringMatching(/^line 2: not valid JSON/),
-      "line 4: expected a JSON object, got an array",
-      'line 5: messages[0].role must be one of system, user, assistant, tool, got "bot"',
-      "line 5: messages[0].content must be a string, got a number",
-      'line 6: "messages" must be an array of {role, content}, got a string',
+      expect.stringMatching(new RegExp(`^${escape(file)}:2: not valid JSON \\(.*\\); write one JSON object per line`)),
+      `${file}:4: expected a JSON object, got an array; write each row as one object such as {"messages": [...]}`,
+      `${file}:5: messages[0].role must be one of system, user, assistant, tool, got "bot"`,
+      `${file}:5: messages[0].content must be a string, got a number`,
+      `${file}:6: "messages" must be an array of {"role", "content"} objects, got a string`,
+      `${file}:7: messages[0] has no "role"; add one of system, user, assistant, tool`,
+      `${file}:7: messages[1] has no "content"; add the message's text as a string`,
+      `${file}:8: no "messages" field, but the first row has one; give every row of a chat dataset its messages`,
+      `${file}:9: "messages" is empty; give the row at least one message`,
     ]);
     expect(plane.datasets.store.list()).toEqual([]);
+  });
+
+  test("empty files are rejected", () => {
+    const cases: [string, string, string][] = [
+      ["empty.jsonl", "", "1: the file has no rows; write one JSON object per line"],
+      ["blank.jsonl", "\n\n  \n", "1: the file has no rows; write one JSON object per line"],
+      ["empty.json", "[]", "1: the array has no rows; add at least one row object"],
+      ["empty.csv", "", "1: the file is empty; write a header row and one row per example"],
+      ["header.csv", "q,a\n", "1: the file has a header row but no data rows; add one row per example"],
+    ];
+    for (const [name, content, problem] of cases) {
+      const file = path.join(dir, name);
+      fs.writeFileSync(file, content);
+      expect(rejectionOf(file, "empty").message, name).toContain(`${file}:${problem}`);
+    }
+    expect(plane.datasets.store.list()).toEqual([]);
+  });
+
+  test("wrong encoding names the line", () => {
+    const latin1 = path.join(dir, "latin1.jsonl");
+    // "café" in Latin-1 on line 2: 0xE9 starts no valid UTF-8 sequence there.
+    fs.writeFileSync(latin1, Buffer.concat([Buffer.from('{"q": "a"}\n{"q": "caf'), Buffer.from([0xe9]), Buffer.from('"}\n')]));
+    const body = rejectionOf(latin1, "latin1");
+    expect(body.reasons).toEqual([`${latin1}:2: not valid UTF-8: byte 0xe9 at column 11; save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8 IN > OUT)`]);
+
+    const utf16 = path.join(dir, "utf16.jsonl");
+    fs.writeFileSync(utf16, Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from('{"q": "a"}\n', "utf16le")]));
+    expect(rejectionOf(utf16, "utf16").message).toContain(`${utf16}:1: the file is UTF-16 encoded`);
+    expect(plane.datasets.store.list()).toEqual([]);
+  });
+
+  test("utf-8 byte order mark is accepted", () => {
+    const file = path.join(dir, "bom.jsonl");
+    fs.writeFileSync(file, Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('{"q": "é"}\n')]));
+    expect(plane.datasets.importFile(file, "bom").rows).toBe(1);
+  });
+
+  test("json rows name their line", () => {
+    const file = path.join(dir, "rows.json");
+    fs.writeFileSync(file, '[\n  {"messages": [{"role": "user", "content": "hi"}]},\n  {"messages": [{"role": "user"}]},\n  "text"\n]\n');
+    expect(rejectionOf(file, "rows").reasons).toEqual([
+      `${file}:3: row 1: messages[0] has no "content"; add the message's text as a string`,
+      `${file}:4: row 2: expected a JSON object, got a string; write each row as one object such as {"messages": [...]}`,
+    ]);
+
+    const broken = path.join(dir, "broken.json");
+    fs.writeFileSync(broken, '[\n  {"q": 1},\n  {"q": }\n]\n');
+    expect(rejectionOf(broken, "broken").reasons?.[0]).toMatch(new RegExp(`^${escape(broken)}:3: not valid JSON`));
   });
 
   test("long problem lists are cut with a count", () => {
@@ -82,7 +145,7 @@ describe("datasets", () => {
     } catch (error) {
       const reasons = (error as ApiError).toBody().reasons ?? [];
       expect(reasons).toHaveLength(51);
-      expect(reasons[49]).toMatch(/^line 50: /);
+      expect(reasons[49]).toMatch(/many\.jsonl:50: not valid JSON/);
       expect(reasons[50]).toBe("… and 10 more problems");
     }
   });

@@ -272,7 +272,8 @@ describe("keys", () => {
 });
 
 describe("adapters", () => {
-  function writeAdapter(dir: string, base: string, rank = 4): string {
+  // q_proj of SMALL maps hidden 8 to heads * head_dim = 8, so A is [4, 8] and B is [8, 4] at rank 4.
+  function writeAdapter(dir: string, base: string, rank = 4, shapes = { a: [4, 8], b: [8, 4] }, layer = 0): string {
     fs.mkdirSync(dir, { recursive: true });
     fs.writeFileSync(
       path.join(dir, "adapter_config.json"),
@@ -281,11 +282,21 @@ describe("adapters", () => {
     fs.writeFileSync(
       path.join(dir, "adapter_model.safetensors"),
       encodeSafetensors({
-        "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight": { dtype: "F32", shape: [4, 8] },
-        "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight": { dtype: "F32", shape: [8, 4] },
+        [`base_model.model.model.layers.${layer}.self_attn.q_proj.lora_A.weight`]: { dtype: "F32", shape: shapes.a },
+        [`base_model.model.model.layers.${layer}.self_attn.q_proj.lora_B.weight`]: { dtype: "F32", shape: shapes.b },
       }),
     );
     return dir;
+  }
+
+  async function adapterRejection(dir: string, baseKey?: string): Promise<ApiError> {
+    try {
+      await plane.models.importFolder({ dir, key: "tuned", baseKey });
+    } catch (error) {
+      expect(error).toBeInstanceOf(ApiError);
+      return error as ApiError;
+    }
+    throw new Error(`importing the adapter ${dir} succeeded, but it should have been rejected`);
   }
 
   test("adapter on a registered base", async () => {
@@ -309,6 +320,54 @@ describe("adapters", () => {
     const error = await rejection(writeAdapter(tempDir("a"), "meta-llama/Llama-3.1-8B"));
     expect(error.details.reasons?.[0]).toMatch(/names base model "meta-llama\/Llama-3\.1-8B", which is not registered/);
     expectNothingRegistered();
+  });
+
+  test("adapter naming another registered base is rejected", async () => {
+    await plane.models.importFolder({ dir: writeSmallModel(tempDir("m")), key: "base" });
+    await plane.models.importFolder({ dir: writeSmallModel(tempDir("m")), key: "other" });
+    const adapter = writeAdapter(tempDir("a"), "base");
+    const error = await adapterRejection(adapter, "other");
+    expect(error.message).toContain(`${adapter} cannot be registered`);
+    expect(error.details.reasons).toEqual([
+      'adapter_config.json names base model "base" (registered as "base"), but the adapter is being imported ' +
+        'against "other"; pass --base base, or correct base_model_name_or_path if "other" is the model it was trained on',
+    ]);
+    expect(plane.models.store.find("tuned")).toBeNull();
+  });
+
+  test("adapter shaped for another model is rejected", async () => {
+    await plane.models.importFolder({ dir: writeSmallModel(tempDir("m")), key: "base" });
+    // Trained on a model with hidden size 16: A takes 16 inputs and B gives 16 outputs.
+    const adapter = writeAdapter(tempDir("a"), "meta-llama/Llama-3.1-8B", 4, { a: [4, 16], b: [16, 4] });
+    const error = await adapterRejection(adapter, "base");
+    expect(error.message).toContain(`${adapter} cannot be registered`);
+    expect(error.details.reasons).toEqual([
+      'the adapter\'s LoRA weights do not fit base model "base" (hidden_size 8, 2 layers) (adapter_config.json names ' +
+        '"meta-llama/Llama-3.1-8B"), so it was trained on another model; import it against the base it was trained ' +
+        "on with --base KEY, after importing that base",
+      "model.layers.0.self_attn.q_proj: lora_A is [4,16], expected [r, 8], lora_B is [16,4], expected [8, r]",
+    ]);
+    expect(plane.models.store.find("tuned")).toBeNull();
+  });
+
+  test("adapter for a deeper model is rejected", async () => {
+    await plane.models.importFolder({ dir: writeSmallModel(tempDir("m")), key: "base" });
+    const error = await adapterRejection(writeAdapter(tempDir("a"), "base", 4, { a: [4, 8], b: [8, 4] }, 5));
+    expect(error.details.reasons?.[1]).toBe("model.layers.5.self_attn.q_proj: the base has 2 layers (0 to 1)");
+  });
+
+  test("adapter with unregistered hub base fits", async () => {
+    await plane.models.importFolder({ dir: writeSmallModel(tempDir("m")), key: "base" });
+    const { model, warnings } = await plane.models.importFolder({
+      dir: writeAdapter(tempDir("a"), "meta-llama/Llama-3.1-8B"),
+      key: "tuned",
+      baseKey: "base",
+    });
+    expect(model.base_key).toBe("base");
+    expect(warnings).toEqual([
+      'adapter_config.json names base model "meta-llama/Llama-3.1-8B", which is not registered, so only the LoRA ' +
+        'shapes were checked against "base"',
+    ]);
   });
 
   test("adapter rank mismatch is rejected", async () => {

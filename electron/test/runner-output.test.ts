@@ -44,6 +44,22 @@ describe("runner events", () => {
     });
   });
 
+  test("output records become stdout and stderr events", () => {
+    expect(parseRunnerEvent('{"type": "output", "stream": "stderr", "text": "Traceback\\n"}')).toEqual({
+      type: "stderr",
+      payload: { text: "Traceback\n" },
+    });
+    expect(parseRunnerEvent('{"type": "output", "stream": "stdout", "text": "step 1\\n"}')).toEqual({
+      type: "stdout",
+      payload: { text: "step 1\n" },
+    });
+  });
+
+  test("malformed output records become other", () => {
+    expect(parseRunnerEvent('{"type": "output", "stream": "fd5", "text": "x"}').type).toBe("other");
+    expect(parseRunnerEvent('{"type": "output", "stream": "stdout", "text": 3}').type).toBe("other");
+  });
+
   test("unknown and malformed lines become other", () => {
     expect(parseRunnerEvent('{"type": "custom", "x": 1}')).toEqual({ type: "other", payload: { type: "custom", x: 1 } });
     expect(parseRunnerEvent("not json")).toEqual({ type: "other", payload: { line: "not json" } });
@@ -52,6 +68,18 @@ describe("runner events", () => {
 });
 
 describe("output collector", () => {
+  test("decoded text counts toward the stderr tail", () => {
+    const chunks: [string, string][] = [];
+    const collector = new OutputCollector((stream, text) => chunks.push([stream, text]));
+    collector.writeText("stdout", "about to fail\n");
+    collector.writeText("stderr", "error: /data/runs/r1/recipe.py:3: ValueError: x\n");
+    expect(chunks).toEqual([
+      ["stdout", "about to fail\n"],
+      ["stderr", "error: /data/runs/r1/recipe.py:3: ValueError: x\n"],
+    ]);
+    expect(parseRunError(collector.stderrTail(), SNAPSHOT, "r.py")).toEqual({ message: "ValueError: x", file: "r.py", line: 3 });
+  });
+
   test("multibyte characters split across chunks", () => {
     const chunks: string[] = [];
     const collector = new OutputCollector((_stream, text) => chunks.push(text));

@@ -303,7 +303,9 @@ def test_unknown_model_key_lists_known_keys(recipes, registry_url):
     )
     assert result.returncode == 2
     line = last_line(result.stderr)
-    assert line.startswith("error: unknown.json:1: invalid config (1 problem): field 'model_to_train': ")
+    assert line.startswith(
+        'error: seed_config.py:6: invalid config (1 problem): config field "model_to_train" = "llama-9000": '
+    )
     assert "unknown model key 'llama-9000'; known keys: llama-3.1-8b-instruct, qwen3-32b" in line
     assert RegistryHandler.requests == [("/api/internal/models", f"Bearer {REGISTRY_TOKEN}")]
 
@@ -323,21 +325,78 @@ def test_every_config_problem_is_listed(recipes, registry_url):
     )
     result = run_galley("seed_config.py", "--config", "bad.json", cwd=recipes, env=registry_env(registry_url))
     assert result.returncode == 2
-    assert "  bad.json:2: field 'model_to_train': unknown model key 'nope'" in result.stderr
-    assert "  bad.json:3: field 'tp': Input should be greater than or equal to 1 (got 0)" in result.stderr
     assert (
-        "  seed_config.py:9: field 'train_adapter' is missing; add \"train_adapter\": true or false to bad.json"
+        '  seed_config.py:6: config field "model_to_train" = "nope": unknown model key \'nope\''
         in result.stderr
     )
-    assert "  bad.json:5: field 'extra' is not a field of MyConfig; remove it" in result.stderr
-    assert last_line(result.stderr).startswith("error: bad.json:2: invalid config (4 problems): ")
+    assert (
+        '  seed_config.py:7: config field "tp" = 0: Input should be greater than or equal to 1; '
+        'change "tp" in the config' in result.stderr
+    )
+    assert (
+        '  seed_config.py:9: config field "train_adapter" is missing; '
+        'add "train_adapter": true or false to the config' in result.stderr
+    )
+    # A field the config class does not declare points at the class.
+    assert '  seed_config.py:5: config field "extra" is not a field of MyConfig; remove it' in result.stderr
+    line = last_line(result.stderr)
+    assert line.startswith(
+        'error: seed_config.py:6: invalid config (4 problems): (1) config field "model_to_train"'
+    )
+    assert '(2) config field "tp" = 0' in line
+
+
+def test_config_errors_never_point_into_the_config_file(recipes):
+    # The run manager passes a pretty-printed copy of the config, so a line of that file
+    # would not match the file the person wrote.
+    (recipes / "nested.py").write_text(
+        textwrap.dedent(
+            """
+            from pydantic import BaseModel
+            from galley.runtime import InputConfig, recipe_main
+
+
+            class Optimizer(BaseModel):
+                lr: float
+                betas: list[float]
+
+
+            class Config(InputConfig):
+                optimizer: Optimizer
+                steps: int = 10
+
+
+            @recipe_main
+            async def main(config: Config, ctx):
+                pass
+            """
+        ).lstrip("\n")
+    )
+    (recipes / "nested.json").write_text(
+        json.dumps({"optimizer": {"lr": "fast", "betas": [0.9, "x"]}, "steps": "many"}, indent=2)
+    )
+    result = run_galley("nested.py", "--config", "nested.json", cwd=recipes)
+    assert result.returncode == 2
+    assert "nested.json" not in result.stderr
+    assert (
+        '  nested.py:11: config field "optimizer.lr" = "fast": Input should be a valid number'
+        in result.stderr
+    )
+    assert (
+        '  nested.py:11: config field "optimizer.betas[1]" = "x": Input should be a valid number'
+        in result.stderr
+    )
+    assert '  nested.py:12: config field "steps" = "many": Input should be a valid integer' in result.stderr
+    assert last_line(result.stderr).startswith("error: nested.py:11: invalid config (3 problems): ")
 
 
 def test_missing_config_names_the_fields(recipes):
     result = run_galley("seed_config.py", cwd=recipes, env={"GALLEY_ENGINE_URL": "ws://127.0.0.1:9/"})
     assert result.returncode == 2
     assert "invalid config (4 problems)" in last_line(result.stderr)
-    assert "seed_config.py:6: field 'model_to_train' is missing; pass --config FILE with" in result.stderr
+    assert (
+        'seed_config.py:6: config field "model_to_train" is missing; pass --config FILE with' in result.stderr
+    )
 
 
 def test_invalid_json_config_points_at_line(recipes):
@@ -351,7 +410,8 @@ def test_config_for_recipe_without_config(recipes):
     (recipes / "extra.json").write_text('{"tp": 2}')
     result = run_galley("seed_builders.py", "--config", "extra.json", cwd=recipes)
     assert result.returncode == 2
-    assert "the recipe takes no config, but the config sets tp" in last_line(result.stderr)
+    line = last_line(result.stderr)
+    assert line.startswith("error: seed_builders.py:3: the recipe takes no config, but the config sets tp")
 
 
 # -- engine connection --------------------------------------------------------------------
@@ -369,3 +429,33 @@ def test_unreachable_engine(recipes):
     assert result.returncode == 2
     line = last_line(result.stderr)
     assert line.startswith("error: seed_builders.py:3: could not connect to the engine at ws://127.0.0.1:9/")
+
+
+# -- check --------------------------------------------------------------------------------
+
+
+def test_check_of_valid_config_needs_no_engine(recipes, registry_url):
+    env = {"GALLEY_API_URL": registry_url, "GALLEY_API_TOKEN": REGISTRY_TOKEN}
+    result = run_galley("seed_config.py", "--config", "seed_config.json", "--check", cwd=recipes, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+    assert RegistryHandler.requests == [("/api/internal/models", f"Bearer {REGISTRY_TOKEN}")]
+
+
+def test_check_reports_invalid_config(recipes, registry_url):
+    (recipes / "bad.json").write_text(
+        '{"model_to_train": "nope", "tp": 1, "max_seq_len": 2048, "train_adapter": true}'
+    )
+    env = {"GALLEY_API_URL": registry_url, "GALLEY_API_TOKEN": REGISTRY_TOKEN}
+    result = run_galley("seed_config.py", "--config", "bad.json", "--check", cwd=recipes, env=env)
+    assert result.returncode == 2
+    assert last_line(result.stderr).startswith(
+        'error: seed_config.py:6: invalid config (1 problem): config field "model_to_train" = "nope"'
+    )
+
+
+def test_check_reports_syntax_error(tmp_path):
+    write_recipe(tmp_path, "broken.py", "def main(:\n    pass\n")
+    result = run_galley("broken.py", "--check", cwd=tmp_path)
+    assert result.returncode == 2
+    assert last_line(result.stderr).startswith("error: broken.py:1: SyntaxError")

@@ -29,9 +29,32 @@ def engine_env(engine) -> dict[str, str]:
 def run_with_events(
     *args: str, cwd: Path, env: dict[str, str]
 ) -> tuple[subprocess.CompletedProcess[str], list[dict]]:
-    """Run the runner with GALLEY_EVENTS_FD on a pipe; return the result and the events written."""
+    """Run the runner with GALLEY_EVENTS_FD on a pipe; return the result and the events written.
+
+    The runner sends the recipe's output on the same pipe as output records. They are left out
+    of the returned events and added to the result's stdout and stderr, after anything that
+    arrived on the real stdout and stderr pipes.
+    """
+    result, records = run_with_records(*args, cwd=cwd, env=env)
+    events = [record for record in records if record["type"] != "output"]
+    for record in records:
+        if record["type"] == "output" and record["stream"] == "stdout":
+            result.stdout += record["text"]
+        elif record["type"] == "output":
+            result.stderr += record["text"]
+    return result, events
+
+
+def run_with_records(
+    *args: str, cwd: Path, env: dict[str, str]
+) -> tuple[subprocess.CompletedProcess[str], list[dict]]:
+    """Run the runner with GALLEY_EVENTS_FD on a pipe; return the result and every record on the pipe."""
     read_fd, write_fd = os.pipe()
-    environment = {key: value for key, value in os.environ.items() if not key.startswith("GALLEY_")} | {
+    # Without PYTHONUNBUFFERED, Python block-buffers stdout on a pipe; the runner must keep
+    # the order regardless.
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("GALLEY_")}
+    environment.pop("PYTHONUNBUFFERED", None)
+    environment |= {
         "PYTHONPATH": str(ENGINE_DIR),
         "HF_HUB_OFFLINE": "1",
         "OMP_NUM_THREADS": "1",
@@ -49,9 +72,9 @@ def run_with_events(
     )
     os.close(write_fd)
     with os.fdopen(read_fd, encoding="utf-8") as reader:
-        events = [json.loads(line) for line in reader]
+        records = [json.loads(line) for line in reader]
     stdout, stderr = process.communicate(timeout=300)
-    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr), events
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr), records
 
 
 def test_seed_builders_runs(recipes, tiny_engine):
@@ -256,3 +279,138 @@ def test_sigterm_cancels_the_recipe(tmp_path, tiny_engine):
     assert process.returncode == 143
     assert "cleaned up" in stdout
     assert last_line(stderr) == "error: waits.py:5: cancelled by SIGTERM"
+
+
+# -- output order -------------------------------------------------------------------------
+
+INTERLEAVED_RECIPE = """
+import logging
+import sys
+from galley.runtime import recipe_main
+
+
+@recipe_main
+async def main(ctx):
+    print("first on stdout")
+    print("partial", end="")
+    sys.stderr.write("then stderr\\n")
+    ctx.job.register_stages(["only"])
+    logging.getLogger("galley.recipe").warning("then a log record")
+    print("then stdout again")
+    raise ValueError("and then it raised")
+"""
+
+
+def test_output_records_keep_write_order(tmp_path, tiny_engine):
+    write_recipe(tmp_path, "interleaved.py", INTERLEAVED_RECIPE)
+    result, records = run_with_records("interleaved.py", cwd=tmp_path, env=engine_env(tiny_engine))
+    assert result.returncode == 1
+    # Everything the recipe wrote through sys.stdout and sys.stderr went on the events pipe.
+    assert result.stdout == ""
+    assert result.stderr == ""
+
+    blocks = output_blocks(records)
+    assert blocks[:5] == [
+        ("stdout", "first on stdout\npartial"),
+        ("stderr", "then stderr\n"),
+        ("stages", ""),
+        ("stderr", "WARNING galley.recipe: then a log record\n"),
+        ("stdout", "then stdout again\n"),
+    ]
+    stream, traceback = blocks[5]
+    assert stream == "stderr"
+    assert traceback.startswith("Traceback (most recent call last):")
+    assert "ValueError: and then it raised\n" in traceback
+    assert traceback.endswith("error: interleaved.py:14: ValueError: and then it raised\n")
+    assert len(blocks) == 6
+
+
+def output_blocks(records: list[dict]) -> list[tuple[str, str]]:
+    """Join adjacent output records of one stream; an event becomes ``(type, "")``.
+
+    The runner's own INFO lines about the engine session are left out.
+    """
+    blocks: list[tuple[str, str]] = []
+    for record in records:
+        if record["type"] != "output":
+            blocks.append((record["type"], ""))
+            continue
+        text = "".join(
+            line
+            for line in record["text"].splitlines(keepends=True)
+            if not line.startswith("INFO galley.run: run ")
+        )
+        if not text:
+            continue
+        if blocks and blocks[-1][0] == record["stream"]:
+            blocks[-1] = (record["stream"], blocks[-1][1] + text)
+        else:
+            blocks.append((record["stream"], text))
+    return blocks
+
+
+def test_terminal_output_keeps_write_order(tmp_path, tiny_engine):
+    write_recipe(tmp_path, "interleaved.py", INTERLEAVED_RECIPE)
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("GALLEY_")}
+    environment.pop("PYTHONUNBUFFERED", None)  # so stdout is block-buffered, as on any pipe
+    environment |= {"PYTHONPATH": str(ENGINE_DIR), "OMP_NUM_THREADS": "1"} | engine_env(tiny_engine)
+    # Both streams go into one pipe, whose order is the order in which the runner wrote them.
+    result = subprocess.run(
+        [sys.executable, "-m", "galley.run", "interleaved.py"],
+        cwd=tmp_path,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    lines = [line for line in result.stdout.splitlines() if not line.startswith("INFO galley.run: run ")]
+    assert lines[:5] == [
+        "first on stdout",
+        "partialthen stderr",
+        "[galley] stages: only",
+        "WARNING galley.recipe: then a log record",
+        "then stdout again",
+    ]
+    assert lines[5] == "Traceback (most recent call last):"
+    assert lines[-1] == "error: interleaved.py:14: ValueError: and then it raised"
+
+
+# -- saving -------------------------------------------------------------------------------
+
+
+def test_save_reports_the_key_it_stored(tmp_path, tiny_engine):
+    write_recipe(
+        tmp_path,
+        "saves.py",
+        """
+        from galley.runtime import recipe_main
+
+
+        @recipe_main
+        async def main(ctx):
+            builder = ctx.client.model("model_registry://llama-3.1-8b-instruct", kv_cache_len=256)
+            model = await builder.with_adapter().spawn_train("trainee", 256)
+            print("first key:", await model.save("Runner Test/v1"))
+            print("second key:", await model.save("Runner Test/v1"))
+        """,
+    )
+    result, events = run_with_events("saves.py", cwd=tmp_path, env=engine_env(tiny_engine))
+    assert result.returncode == 0, result.stderr
+    assert "first key: runner-test-v1\n" in result.stdout
+    assert "second key: runner-test-v1-2\n" in result.stdout
+    assert (
+        "WARNING galley.sdk: save: model 'Runner Test/v1' was saved under the registry key 'runner-test-v1', "
+        'because registry keys contain only lowercase letters, digits, ".", "_" and "-"; '
+        "its display name stays 'Runner Test/v1'. Load it with model_registry://runner-test-v1\n"
+    ) in result.stderr
+    assert (
+        "under the registry key 'runner-test-v1-2', because registry keys contain only lowercase letters, "
+        'digits, ".", "_" and "-" and the key \'runner-test-v1\' was already taken'
+    ) in result.stderr
+    artifacts = [event for event in events if event["type"] == "artifact"]
+    assert [artifact["uri"] for artifact in artifacts] == [
+        "model_registry://runner-test-v1",
+        "model_registry://runner-test-v1-2",
+    ]

@@ -46,6 +46,22 @@ def slugify(name: str) -> str:
     return slug
 
 
+def key_change_note(name: str, key: str) -> str | None:
+    """Explain why a model saved as ``name`` got the registry key ``key``; None when they are equal."""
+    if key == name:
+        return None
+    slug = slugify(name)
+    reasons = []
+    if slug != name:
+        reasons.append('registry keys contain only lowercase letters, digits, ".", "_" and "-"')
+    if key != slug:
+        reasons.append(f"the key {slug!r} was already taken")
+    return (
+        f"model {name!r} was saved under the registry key {key!r}, because {' and '.join(reasons)}; "
+        f"its display name stays {name!r}. Load it with model_registry://{key}"
+    )
+
+
 class Registry(ABC):
     @abstractmethod
     async def get(self, key: str) -> ModelRecord:

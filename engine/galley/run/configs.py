@@ -1,15 +1,16 @@
 """The recipe's config: JSON Schema output, reading the config file, validating it whole.
 
-Every problem of a config is reported at once. Each problem names the field and gives the
-fix. It points at the key's line in the config file, or, for a missing field, at the
-field's declaration in the recipe.
+Every problem of a config is reported at once. Each problem names the field by its path
+(``config field "optim.lr"``), the value it got and the fix. Its location is the field's
+declaration in the recipe, never a line of the config file, because the run manager passes
+the runner a pretty-printed copy of the config. The copy's lines do not match the file the
+person wrote, and a config from the workbench's form has no file at all.
 """
 
 from __future__ import annotations
 
 import ast
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +42,10 @@ def has_model_fields(recipe: Recipe) -> bool:
     return recipe.config_class is not None and SCHEMA_KIND_KEY in json.dumps(config_schema(recipe))
 
 
-def read_config_file(path: str | None) -> tuple[dict[str, Any], str | None]:
-    """Return the config file's object and its text (empty and None without a file)."""
+def read_config_file(path: str | None) -> dict[str, Any]:
+    """Return the config file's object (empty without a file)."""
     if path is None:
-        return {}, None
+        return {}
     file = Path(path)
     try:
         text = file.read_text(encoding="utf-8")
@@ -60,20 +61,20 @@ def read_config_file(path: str | None) -> tuple[dict[str, Any], str | None]:
         raise LoadFailure(
             path, 1, f"the config must be a JSON object of field values, got {type(data).__name__}"
         )
-    return data, text
+    return data
 
 
 def build_config(
     recipe: Recipe, config_path: str | None, known_model_keys: list[str] | None
 ) -> BaseModel | None:
     """Validate the config file (or the defaults) against the recipe's config class."""
-    data, text = read_config_file(config_path)
+    data = read_config_file(config_path)
     if recipe.config_class is None:
         if data:
             names = ", ".join(sorted(data))
             raise LoadFailure(
-                config_path or recipe.display,
-                _key_line(text, next(iter(data))) if text else recipe.entry_line,
+                recipe.display,
+                recipe.entry_line,
                 f"the recipe takes no config, but the config sets {names}; remove them, or add a config "
                 f"parameter (a subclass of InputConfig) to {recipe.entry.__name__}",
             )
@@ -82,40 +83,56 @@ def build_config(
     try:
         return recipe.config_class.model_validate(data, context=context)
     except ValidationError as error:
-        raise _config_failure(recipe, config_path, text, error) from None
+        raise _config_failure(recipe, config_path, error) from None
 
 
-def _config_failure(
-    recipe: Recipe, config_path: str | None, text: str | None, error: ValidationError
-) -> LoadFailure:
+# Errors of these types already give the fix in their message (see galley.sdk.config).
+SELF_EXPLAINING_ERRORS = frozenset({"model_key", "model_key_type", "unknown_model_key"})
+
+
+def _config_failure(recipe: Recipe, config_path: str | None, error: ValidationError) -> LoadFailure:
     config_class = recipe.config_class
     assert config_class is not None
     declared = _field_lines(recipe)
-    problems: list[tuple[str, int, str]] = []
+    class_line = _class_line(recipe) or recipe.entry_line
+    problems: list[tuple[int, str]] = []
     for item in error.errors(include_url=False):
         field = _location(item["loc"])
         top = str(item["loc"][0]) if item["loc"] else ""
+        line = declared.get(top, class_line)
         if item["type"] == "missing":
             fix = _missing_fix(field, config_class, config_path)
-            problems.append(
-                (recipe.display, declared.get(top, recipe.entry_line), f"field {field!r} is missing; {fix}")
-            )
-            continue
-        file = config_path or recipe.display
-        line = _key_line(text, top) if text else declared.get(top, recipe.entry_line)
-        if item["type"] == "extra_forbidden":
+            message = f'config field "{field}" is missing; {fix}'
+        elif item["type"] == "extra_forbidden":
             known = ", ".join(config_class.model_fields) or "(none)"
             message = (
-                f"field {field!r} is not a field of {config_class.__name__}; remove it (fields: {known})"
+                f'config field "{field}" is not a field of {config_class.__name__}; '
+                f"remove it from the config (fields: {known})"
             )
         else:
-            message = f"field {field!r}: {item['msg']} (got {json.dumps(item.get('input'), default=str)})"
-        problems.append((file, line, message))
-    details = [f"  {file}:{line}: {message}" for file, line, message in problems]
-    first_file, first_line, _ = problems[0]
-    summary = "; ".join(message for _, _, message in problems)
-    count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
-    return LoadFailure(first_file, first_line, f"invalid config ({count}): {summary}", details)
+            message = f'config field "{field}" = {_shown_value(item.get("input"))}: {item["msg"]}'
+            if item["type"] not in SELF_EXPLAINING_ERRORS:
+                message += f'; change "{field}" in the config'
+        problems.append((line, message))
+    details = [f"  {recipe.display}:{line}: {message}" for line, message in problems]
+    if len(problems) == 1:
+        summary, count = problems[0][1], "1 problem"
+    else:
+        # Numbered, because each message contains a "; " before its fix.
+        summary = " ".join(f"({number}) {message}" for number, (_, message) in enumerate(problems, 1))
+        count = f"{len(problems)} problems"
+    return LoadFailure(recipe.display, problems[0][0], f"invalid config ({count}): {summary}", details)
+
+
+# Longer values (a whole list, say) are cut, so that the error line stays readable.
+MAX_SHOWN_VALUE_CHARS = 80
+
+
+def _shown_value(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    if len(text) <= MAX_SHOWN_VALUE_CHARS:
+        return text
+    return text[: MAX_SHOWN_VALUE_CHARS - 3] + "..."
 
 
 def _missing_fix(field: str, config_class: type[BaseModel], config_path: str | None) -> str:
@@ -123,7 +140,7 @@ def _missing_fix(field: str, config_class: type[BaseModel], config_path: str | N
     example = _example_value(info.annotation if info else None)
     if config_path is None:
         return f'pass --config FILE with {{"{field}": {example}}}'
-    return f'add "{field}": {example} to {config_path}'
+    return f'add "{field}": {example} to the config'
 
 
 def _example_value(annotation: Any) -> str:
@@ -145,14 +162,6 @@ def _location(loc: tuple[Any, ...]) -> str:
         else:
             text = str(part)
     return text or "(config)"
-
-
-def _key_line(text: str | None, key: str) -> int:
-    """Return the line of ``"key":`` in the config text, or 1 if it does not appear."""
-    if not text:
-        return 1
-    match = re.search(r'"' + re.escape(key) + r'"\s*:', text)
-    return text.count("\n", 0, match.start()) + 1 if match else 1
 
 
 def _field_lines(recipe: Recipe) -> dict[str, int]:

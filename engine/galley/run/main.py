@@ -1,7 +1,8 @@
-"""The recipe runner: ``python -m galley.run RECIPE [--config FILE] [--schema] [--dry-run]``.
+"""The recipe runner: ``python -m galley.run RECIPE [--config FILE] [--schema] [--check] [--dry-run]``.
 
 Exit codes (docs/contracts.md):
-- 0: the recipe returned, or a dry run stopped at its first compute call.
+- 0: the recipe returned, or a dry run stopped at its first compute call, or ``--check``
+  loaded the recipe and validated its config.
 - 1: the recipe raised. The traceback is printed first.
 - 2: the recipe, its config or the engine connection could not be set up, so nothing of
   the recipe ran.
@@ -21,6 +22,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -35,6 +37,7 @@ from galley.run.failures import (
     traceback_from,
 )
 from galley.run.loader import Recipe, load_recipe
+from galley.run.output import ordered_output
 from galley.run.registry import RegistryUnavailable, fetch_model_keys
 from galley.runtime import RecipeContext
 from galley.sdk.client import ENGINE_TOKEN_ENV, ENGINE_URL_ENV, get_client
@@ -68,6 +71,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--schema", action="store_true", help="print the config's JSON Schema and exit; contacts no engine"
     )
     parser.add_argument(
+        "--check",
+        action="store_true",
+        help="load the recipe and validate its config, then exit without contacting the engine",
+    )
+    parser.add_argument(
         "--dry-run",
         action="store_true",
         help="plan each spawn instead of starting it, print the plans, and stop at the first compute call",
@@ -77,15 +85,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    _configure_logging()
     exit_with_parent()
+    try:
+        events = _event_sink(args.recipe)
+    except LoadFailure as failure:
+        report(failure)
+        return EXIT_NOT_LOADED
+    # From here on, stdout and stderr reach the control plane in the order they were written,
+    # including what the recipe prints while it is imported.
+    with ordered_output(events) as ordered_events:
+        _configure_logging()
+        return _load_and_run(args, ordered_events)
+
+
+def _load_and_run(args: argparse.Namespace, events: EventSink) -> int:
     try:
         recipe = load_recipe(args.recipe)
         if args.schema:
             print(json.dumps(config_schema(recipe), indent=2))
             return EXIT_OK
         config = build_config(recipe, args.config, _known_model_keys(recipe))
-        events = _event_sink(recipe)
+        if args.check:
+            return EXIT_OK
     except LoadFailure as failure:
         report(failure)
         return EXIT_NOT_LOADED
@@ -95,10 +116,24 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(error_line(recipe.display, recipe.entry_line, "interrupted (Ctrl-C)"), file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        set_default_sink(None)
+
+
+class _CurrentStderrHandler(logging.StreamHandler):
+    """A StreamHandler that writes to whatever ``sys.stderr`` is when a record is logged."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
 
 
 def _configure_logging() -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _CurrentStderrHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     galley_log = logging.getLogger("galley")
     if not galley_log.handlers:
@@ -118,11 +153,11 @@ def _known_model_keys(recipe: Recipe) -> list[str] | None:
         ) from None
 
 
-def _event_sink(recipe: Recipe) -> EventSink:
+def _event_sink(recipe_display: str) -> EventSink:
     try:
         return sink_from_environment()
     except ValueError as error:
-        raise LoadFailure(recipe.display, 1, str(error)) from None
+        raise LoadFailure(recipe_display, 1, str(error)) from None
 
 
 def _run_id() -> str:

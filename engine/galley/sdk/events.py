@@ -21,28 +21,51 @@ class EventSink(Protocol):
 
 
 class JsonLinesSink:
-    """Writes one JSON object per line to a stream, flushing after each."""
+    """Writes one JSON object per line to a stream, flushing after each.
+
+    Besides events, it carries the recipe's output as ``{"type": "output", "stream", "text"}``
+    records (see ``galley.run.output``), so that output and events arrive in one order.
+    """
 
     def __init__(self, stream: TextIO):
         self._stream = stream
         self._lock = threading.Lock()
-        self._fallback: StderrSink | None = None
+        self._broken = False
 
     def emit(self, event: dict[str, Any]) -> None:
-        if self._fallback is not None:
-            self._fallback.emit(event)
+        if not self._write_record(event):
+            # The original stderr, not sys.stderr, which the runner may route back here.
+            StderrSink(sys.__stderr__).emit(event)
+
+    def emit_output(self, stream: str, text: str) -> None:
+        """Write a piece of the recipe's stdout or stderr as an output record."""
+        if self._write_record({"type": "output", "stream": stream, "text": text}):
             return
-        line = json.dumps(event, allow_nan=False) + "\n"
+        original = sys.__stdout__ if stream == "stdout" else sys.__stderr__
+        if original is not None:
+            original.write(text)
+            original.flush()
+
+    def _write_record(self, record: dict[str, Any]) -> bool:
+        """Write one line; return False once the reader is gone, so the caller falls back to stderr."""
+        line = json.dumps(record, allow_nan=False) + "\n"
         with self._lock:
+            if self._broken:
+                return False
             try:
                 self._stream.write(line)
                 self._stream.flush()
+                return True
             except (BrokenPipeError, OSError) as error:
                 # The reader (the control plane) went away; keep the recipe running and
-                # keep its events visible on stderr instead.
-                print(f"galley: cannot write run events ({error}); printing them on stderr", file=sys.stderr)
-                self._fallback = StderrSink()
-                self._fallback.emit(event)
+                # keep its events and output visible on stderr instead.
+                self._broken = True
+                failure = error
+        if sys.__stderr__ is not None:
+            print(
+                f"galley: cannot write run events ({failure}); printing them on stderr", file=sys.__stderr__
+            )
+        return False
 
 
 class StderrSink:

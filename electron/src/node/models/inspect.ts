@@ -6,6 +6,7 @@ import path from "node:path";
 
 import type { ModelFacts, ModelKind, ModelRecord } from "../../common/index.js";
 import { ApiError } from "../errors.js";
+import { adapterShapeMismatches, namedBaseModel, shapeMismatchReasons } from "./adapter-fit.js";
 import { buildFacts, type ConfigJson, intField, textConfig } from "./facts.js";
 import { checkWeightShapes } from "./shapes.js";
 import {
@@ -267,28 +268,47 @@ function resolveAdapterBase(
   metadata: ConfigJson | null,
   options: InspectOptions,
   reasons: string[],
+  warnings: string[],
 ): ModelRecord | null {
-  if (options.baseKey) {
-    const base = options.findModel(options.baseKey);
-    if (!base) reasons.push(`base model "${options.baseKey}" is not registered`);
+  const named = typeof adapterConfig.base_model_name_or_path === "string" ? adapterConfig.base_model_name_or_path : "";
+  const namedModel = named ? namedBaseModel(dir, named, options.findModel, options.listModels) : null;
+  const fromMetadata = !options.baseKey && typeof metadata?.base_key === "string";
+  const chosenKey = options.baseKey ?? (fromMetadata ? (metadata!.base_key as string) : null);
+
+  if (chosenKey !== null) {
+    const base = options.findModel(chosenKey);
+    if (!base) {
+      reasons.push(
+        fromMetadata
+          ? `galley.json names base model "${chosenKey}", which is not registered; register the base first`
+          : `base model "${chosenKey}" is not registered; register the base first, or pass the key of a registered base`,
+      );
+      return null;
+    }
+    // A base named by registry key or folder must be the same model. A hub id that is not
+    // registered cannot be compared, so the shape check decides.
+    if (namedModel && namedModel.key !== base.key) {
+      reasons.push(
+        fromMetadata
+          ? `adapter_config.json names base model "${named}" (registered as "${namedModel.key}"), but galley.json ` +
+              `names "${base.key}"; correct the one that is wrong`
+          : `adapter_config.json names base model "${named}" (registered as "${namedModel.key}"), but the adapter ` +
+              `is being imported against "${base.key}"; pass --base ${namedModel.key}, or correct ` +
+              `base_model_name_or_path if "${base.key}" is the model it was trained on`,
+      );
+    } else if (named !== "" && !namedModel) {
+      warnings.push(
+        `adapter_config.json names base model "${named}", which is not registered, so only the LoRA shapes ` +
+          `were checked against "${base.key}"`,
+      );
+    }
     return base;
   }
-  if (typeof metadata?.base_key === "string") {
-    const base = options.findModel(metadata.base_key);
-    if (!base) reasons.push(`galley.json names base model "${metadata.base_key}", which is not registered`);
-    return base;
-  }
-  const named = adapterConfig.base_model_name_or_path;
-  if (typeof named !== "string" || named === "") {
+  if (named === "") {
     reasons.push("adapter_config.json has no base_model_name_or_path; pass the base's registry key (--base KEY)");
     return null;
   }
-  const key = named.replace(/^model_registry:\/\//, "");
-  const byKey = options.findModel(key);
-  if (byKey) return byKey;
-  const resolved = path.resolve(dir, named);
-  const byPath = options.listModels().find((model) => model.path !== null && path.resolve(model.path) === resolved);
-  if (byPath) return byPath;
+  if (namedModel) return namedModel;
   reasons.push(
     `adapter_config.json names base model "${named}", which is not registered; ` +
       "register the base first, or pass its registry key (--base KEY)",
@@ -300,7 +320,8 @@ function inspectAdapter(dir: string, options: InspectOptions): FolderInspection 
   const reasons: string[] = [];
   const adapterConfig = readJson(path.join(dir, "adapter_config.json"), reasons);
   const metadata = readGalleyMetadata(dir, reasons);
-  const base = adapterConfig ? resolveAdapterBase(dir, adapterConfig, metadata, options, reasons) : null;
+  const warnings: string[] = [];
+  const base = adapterConfig ? resolveAdapterBase(dir, adapterConfig, metadata, options, reasons, warnings) : null;
   if (base && (base.kind === "adapter" || base.path === null)) {
     reasons.push(`base model "${base.key}" is ${base.kind === "adapter" ? "an adapter" : "architecture-only"}; an adapter needs a model with weights`);
   }
@@ -319,6 +340,10 @@ function inspectAdapter(dir: string, options: InspectOptions): FolderInspection 
       }
     }
   }
+  if (weights && base && base.kind !== "adapter" && base.path !== null) {
+    const named = typeof adapterConfig?.base_model_name_or_path === "string" ? adapterConfig.base_model_name_or_path : null;
+    reasons.push(...shapeMismatchReasons(adapterShapeMismatches(weights.headers, base.config), base, named));
+  }
   if (reasons.length > 0 || !adapterConfig || !base || !weights) throw folderRejected(dir, reasons);
 
   // The adapted model has its base's architecture, so it has the base's facts.
@@ -329,5 +354,5 @@ function inspectAdapter(dir: string, options: InspectOptions): FolderInspection 
   };
   delete facts.weight_bytes;
   if (metadata?.scoring === true) facts.scoring = true;
-  return { kind: "adapter", config: base.config, facts, baseKey: base.key, warnings: [] };
+  return { kind: "adapter", config: base.config, facts, baseKey: base.key, warnings };
 }

@@ -9,7 +9,8 @@ const MAX_SHAPE_REASONS = 8;
 
 type ExpectedShape = (name: string) => number[] | null;
 
-function expectedShapes(config: ConfigJson): [RegExp, ExpectedShape][] {
+/** Returns, per weight-name pattern, the [out, in] shape that config.json implies. */
+export function expectedShapes(config: ConfigJson): [RegExp, ExpectedShape][] {
   const dims = dimensions(config);
   const { hidden, heads, kvHeads, headDim, vocab, intermediate } = dims;
   const rules: [RegExp, ExpectedShape][] = [

@@ -1,5 +1,6 @@
 // Parsing what the recipe runner writes: output chunks, the JSON event lines on
-// GALLEY_EVENTS_FD, and the final `error: FILE:LINE: message` line on stderr.
+// GALLEY_EVENTS_FD (which also carry the recipe's stdout and stderr as ordered "output"
+// records), and the final `error: FILE:LINE: message` line on stderr.
 import path from "node:path";
 import { StringDecoder } from "node:string_decoder";
 
@@ -17,6 +18,11 @@ export class OutputCollector {
 
   write(stream: "stdout" | "stderr", chunk: Buffer): void {
     const text = this.decoders[stream].write(chunk);
+    if (text) this.emit(stream, text);
+  }
+
+  /** Accepts text that arrived already decoded, as an output record on the events pipe. */
+  writeText(stream: "stdout" | "stderr", text: string): void {
     if (text) this.emit(stream, text);
   }
 
@@ -39,7 +45,11 @@ export class OutputCollector {
 
 const RUNNER_EVENT_TYPES = new Set<RunEventType>(["stages", "progress", "metric", "artifact", "error", "spawn"]);
 
-/** Turns one line of GALLEY_EVENTS_FD into a run event; unknown or malformed lines become "other". */
+/**
+ * Turns one line of GALLEY_EVENTS_FD into a run event; unknown or malformed lines become "other".
+ * An output record `{"type": "output", "stream", "text"}` becomes a "stdout" or "stderr" event
+ * with payload `{text}`, as output read from the pipes is stored.
+ */
 export function parseRunnerEvent(line: string): { type: RunEventType; payload: Record<string, unknown> } {
   let value: unknown;
   try {
@@ -49,6 +59,9 @@ export function parseRunnerEvent(line: string): { type: RunEventType; payload: R
   }
   if (typeof value !== "object" || value === null || Array.isArray(value)) return { type: "other", payload: { line } };
   const { type, ...payload } = value as Record<string, unknown>;
+  if (type === "output" && (payload.stream === "stdout" || payload.stream === "stderr") && typeof payload.text === "string") {
+    return { type: payload.stream, payload: { text: payload.text } };
+  }
   if (typeof type === "string" && RUNNER_EVENT_TYPES.has(type as RunEventType)) {
     return { type: type as RunEventType, payload };
   }
