@@ -108,6 +108,10 @@ describe.skipIf(!runnable)("galley CLI", () => {
       expect(result.stderr).toMatch(/llama-3\.1-70b/);
       expect(result.stderr).toMatch(/known keys: llama-3\.1-8b-instruct, qwen3-32b/);
       expect(result.stderr).not.toContain("[spawn]");
+      // Config problems name the field and point at its declaration in the recipe, never at
+      // a line of the run's pretty-printed copy of the config.
+      expect(result.stderr).toContain(`${recipe("seed_config.py")}:6: config field "model_to_train" = "llama-3.1-70b"`);
+      expect(result.stderr).not.toMatch(/config\.json:\d+/);
     });
 
     test("missing recipe and bad config file exit 2", () => {

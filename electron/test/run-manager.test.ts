@@ -36,6 +36,19 @@ async def main(ctx: RecipeContext):
     raise ValueError("the answer is not 42")
 `;
 
+// Alternates stdout and stderr lines, then raises: two pipes read apart would group them.
+const INTERLEAVED_RECIPE = `import sys
+from adaptive_harmony.runtime import recipe_main, RecipeContext
+
+
+@recipe_main
+async def main(ctx: RecipeContext):
+    for i in range(200):
+        print(f"out {i}")
+        print(f"err {i}", file=sys.stderr)
+    raise ValueError("stop")
+`;
+
 const SLEEPING_RECIPE = `import asyncio
 from adaptive_harmony.runtime import recipe_main, RecipeContext
 
@@ -153,6 +166,25 @@ describe.skipIf(!engineAvailable("run manager tests"))("run manager with a real 
     expect(outputOf(run.id, "stdout")).toBe("about to fail\n");
   });
 
+  test("output is stored in write order", { timeout: 120_000 }, async () => {
+    const queued = plane.runs.startRun({ recipe_path: writeRecipe("interleaved.py", INTERLEAVED_RECIPE), config: {}, dry_run: false });
+    const run = await plane.runs.waitForRun(queued.id);
+    expect(run.status).toBe("failed");
+    expect(run.error).toEqual({ message: "ValueError: stop", file: "interleaved.py", line: 10 });
+
+    const lines: string[] = [];
+    for (const event of eventsOf(run.id)) {
+      if (event.type !== "stdout" && event.type !== "stderr") continue;
+      for (const line of String(event.payload.text).split("\n")) {
+        if (line !== "" && !line.startsWith("INFO ")) lines.push(`${event.type}: ${line}`);
+      }
+    }
+    const expected = Array.from({ length: 200 }, (_, i) => [`stdout: out ${i}`, `stderr: err ${i}`]).flat();
+    expect(lines.slice(0, 400)).toEqual(expected);
+    expect(lines[400]).toBe("stderr: Traceback (most recent call last):");
+    expect(lines.at(-1)).toMatch(/^stderr: error: .*recipe\.py:10: ValueError: stop$/);
+  });
+
   test("bad config exits 2 before running", { timeout: 120_000 }, async () => {
     const recipe = writeRecipe("configured.py", CONFIG_RECIPE);
     const queued = plane.runs.startRun({ recipe_path: recipe, config: { model: "ghost", steps: 0 }, dry_run: false });
@@ -161,6 +193,13 @@ describe.skipIf(!engineAvailable("run manager tests"))("run manager with a real 
     expect(run.exit_code).toBe(2);
     expect(run.error?.message).toMatch(/ghost/);
     expect(run.error?.message).toMatch(/tiny/);
+    // The location is the field's declaration in the recipe, not a line of the run's
+    // pretty-printed config.json, and the message names each field by its path.
+    expect(run.error?.file).toBe("configured.py");
+    expect(run.error?.line).toBe(7);
+    expect(run.error?.message).toContain('(1) config field "model" = "ghost": unknown model key');
+    expect(run.error?.message).toContain('(2) config field "steps" = 0: Input should be greater than or equal to 1; change "steps" in the config');
+    expect(outputOf(run.id, "stderr")).not.toContain("config.json");
     expect(outputOf(run.id, "stdout")).toBe("");
   });
 

@@ -212,7 +212,8 @@ METHODS: dict[str, type[WireModel] | None] = {
 #   train_*             (see the training module) -> {tokens: int, dropped: bool}
 #   optim_step          {lr, wd, max_grad_norm, skip_nan_gradients} -> stats
 #   get_optim_step      {} -> {step: int};  set_optim_step {step: int} -> {step: int}
-#   save                {model_name: str, inference_only: bool} -> {key: str, path: str}
+#   save                {model_name: str, inference_only: bool} -> {key: str, path: str, name: str,
+#                       key_note: str | None}  (key_note explains a key that differs from model_name)
 #   clone_inf           {name: str} -> SpawnResult of the frozen copy, a new spawn named ``name``
 #
 # logprobs, logprobs_per_token and score cover the weighted tokens of the rendered thread
@@ -222,12 +223,17 @@ METHODS: dict[str, type[WireModel] | None] = {
 #   health          -> {ok: true, protocol_version, pid, uptime_s}
 #   session_info    -> {session, protocol_version, keep_warm_s, device_kind, spawns: [name]}
 #   spawn           -> SpawnResult
-#   dealloc         -> {name, released: true, pids: [int]}  (the processes have exited)
+#   dealloc         -> {name, released: true, pids: [int]}  (the processes have exited); for a
+#                      name this session only planned, it gives back the planned bytes (pids: [])
 #   release         -> {id, name, session, released: true, pids: [int]}; ends a spawn of any
 #                      session, whose owner then gets not_found on its next op
 #   plan            -> {name, kind, model_key, tp, kv_cache_len, tokens_to_generate, max_batch_size,
-#                       adapter, scalar, devices: [str], plan: Plan dict | null}; raises what spawn
-#                       would raise (spawn_refused with the planner's message and data)
+#                       adapter, scalar, devices: [str], ranks: [{rank, device, planned_bytes,
+#                       available_bytes}], held: [{spawn, device, bytes}], plan: Plan dict | null};
+#                       raises what spawn would raise (spawn_refused with the planner's message and
+#                       data). The plan holds its bytes against this session's later plans until
+#                       dealloc of its name or the session's end; "held" lists the earlier plans
+#                       that were subtracted from the devices' free memory
 #   list_spawns     -> {spawns: [SpawnTelemetry]} of every session
 #   devices         -> {devices: [DeviceInfo]}
 #   subscribe       -> {topics, interval_s}; then "telemetry" Events on this connection

@@ -54,6 +54,8 @@ async function startControlPlane(workspace: string | undefined): Promise<Control
   // The engine and the recipe runner read the registry over HTTP, so the API listens on
   // 127.0.0.1 with its token even though the window itself uses IPC.
   await plane.listen(0, "127.0.0.1");
+  // `galley run` and `galley gpus` on this machine find the app through serve.json and use its engine.
+  plane.advertise();
   // NOTE: on the first start this generates the default model (about ten seconds) before the
   // window opens.
   await plane.ensureDefaults();

@@ -17,6 +17,7 @@ import { type RunnerCommand, RunManager } from "./runs/run-manager.js";
 import { Dispatcher } from "./server/dispatcher.js";
 import { createHandlers } from "./server/handlers.js";
 import { ApiServer } from "./server/http-server.js";
+import { newLocalToken, removeServeFile, writeServeFile } from "./server/local-access.js";
 import { WorkspaceWatcher } from "./workspace/watcher.js";
 import { seedWorkspace } from "./workspace/seed.js";
 import { Workspace } from "./workspace/workspace.js";
@@ -39,6 +40,13 @@ export interface ControlPlaneOptions {
   externalEngine?: EngineConnection;
   /** API bearer token; default GALLEY_TOKEN, else a random one. */
   token?: string;
+  /** The local token that `advertise` writes to serve.json; default a random one. */
+  localToken?: string;
+  /**
+   * Start the engine when the first run needs it, not only in `startEngine`. `galley run` sets
+   * it, so a recipe that fails its check never starts an engine.
+   */
+  startEngineOnDemand?: boolean;
   layout?: InstallLayout;
   log?: Logger;
   engineReadyTimeoutMs?: number;
@@ -51,6 +59,7 @@ export class ControlPlane {
   readonly layout: InstallLayout;
   readonly log: Logger;
   readonly token: string;
+  readonly localToken: string;
   readonly db: Db;
   readonly models: ModelService;
   readonly datasets: DatasetService;
@@ -62,6 +71,7 @@ export class ControlPlane {
   private server: ApiServer | null = null;
   private watcher: WorkspaceWatcher | null = null;
   private address: { url: string; port: number } | null = null;
+  private advertised = false;
 
   constructor(readonly options: ControlPlaneOptions = {}) {
     this.paths = dataPaths(options.home ?? resolveDataHome());
@@ -69,6 +79,7 @@ export class ControlPlane {
     this.layout = options.layout ?? resolveLayout();
     this.log = options.log ?? createLogger({ filePath: this.paths.controlPlaneLog });
     this.token = options.token ?? process.env.GALLEY_TOKEN ?? crypto.randomBytes(24).toString("base64url");
+    this.localToken = options.localToken ?? newLocalToken();
 
     this.db = openDatabase(this.paths.db);
     const publishRegistryChange = (key: string) => this.dispatcher.publish({ type: "registry.changed", key });
@@ -85,6 +96,7 @@ export class ControlPlane {
       layout: this.layout,
       log: this.log.child("runs"),
       engine: () => this.engineConnection(),
+      engineReady: () => this.engineReady(),
       api: () => this.apiAddress(),
       workspace: this.workspace,
       ...(options.cancelGraceMs !== undefined ? { cancelGraceMs: options.cancelGraceMs } : {}),
@@ -118,6 +130,7 @@ export class ControlPlane {
     this.server = new ApiServer({
       dispatcher: this.dispatcher,
       token: this.token,
+      local: this.localToken,
       rendererDist: this.layout.rendererDist,
       log: this.log.child("http"),
     });
@@ -132,6 +145,24 @@ export class ControlPlane {
     );
     this.watcher.start();
     return this.address;
+  }
+
+  /**
+   * Writes serve.json (mode 0600) with the API's URL, this process's id and the local token,
+   * so that `galley` commands on this machine use this control plane and its engine instead
+   * of starting their own. `close` removes the file.
+   */
+  advertise(): void {
+    if (!this.address) throw new Error("the control plane is not listening; call listen before advertise");
+    writeServeFile(this.paths.home, {
+      url: this.address.url,
+      pid: process.pid,
+      token: this.localToken,
+      workspace: this.workspace.root,
+      started_at: new Date().toISOString(),
+    });
+    this.advertised = true;
+    this.log.info("wrote serve.json for local galley commands", { pid: process.pid, url: this.address.url });
   }
 
   /** Creates the engine supervisor and starts the engine; needs `listen` first (the engine calls the registry). */
@@ -156,8 +187,22 @@ export class ControlPlane {
     return this.engine.start();
   }
 
+  private engineReady(): boolean {
+    return this.options.externalEngine !== undefined || this.engine?.status().state === "ready";
+  }
+
   private async engineConnection(): Promise<EngineConnection> {
     if (this.options.externalEngine) return this.options.externalEngine;
+    if (!this.engine && this.options.startEngineOnDemand && this.address) {
+      try {
+        return await this.startEngine();
+      } catch (error) {
+        if (error instanceof EngineStartError) {
+          throw new ApiError("engine_unavailable", error.message, { log_path: this.paths.engineLog });
+        }
+        throw error;
+      }
+    }
     if (!this.engine) {
       throw new ApiError("engine_unavailable", "the engine is not started; runs need a running engine", {
         log_path: this.paths.engineLog,
@@ -211,6 +256,8 @@ export class ControlPlane {
   }
 
   async close(): Promise<void> {
+    // First, so that no new command connects to a control plane that is shutting down.
+    if (this.advertised) removeServeFile(this.paths.home);
     this.watcher?.close();
     await this.runs.shutdown();
     await this.engine?.stop();

@@ -6,6 +6,7 @@ their ``Sampling`` with each generation. ``dealloc()`` ends the spawn for every 
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Self
@@ -17,6 +18,8 @@ from galley.sdk.threads import AnyThread, StringThread, TokenizedThread, thread_
 if TYPE_CHECKING:
     from galley.sdk.builder import ModelBuilder
     from galley.sdk.client import HarmonyClient
+
+log = logging.getLogger("galley.sdk")
 
 
 def spawn_event(info: SpawnResult) -> dict[str, Any]:
@@ -33,6 +36,7 @@ class _Spawn:
         self.info = info  # None under a dry run: the spawn was planned, not started
         self.deallocated = False
         self.clones = 0  # clone_inf calls so far, for default clone names
+        self.dry_run_copy = False  # a frozen copy made under a dry run, which the engine never planned
 
 
 class InferenceModel:
@@ -210,7 +214,9 @@ class InferenceModel:
         spawn = self._spawn
         if spawn.deallocated:
             return
-        if not spawn.client.dry_run:
+        # Under a dry run the engine holds each planned spawn's memory for the later plans,
+        # so dealloc() gives it back there too.
+        if not spawn.dry_run_copy:
             await spawn.client.call("dealloc", {"spawn": spawn.name})
         spawn.deallocated = True
 
@@ -335,12 +341,19 @@ class TrainingModel(InferenceModel):
     async def save(self, model_name: str, inference_only: bool = True) -> str:
         """Register the trained weights as a new registry model and return its key.
 
-        ``inference_only=False`` also stores the optimizer state, so training can resume.
+        The key is ``model_name`` in lowercase with each run of other characters than
+        letters, digits, ".", "_" and "-" replaced by "-", plus "-2", "-3"... if it is taken;
+        a key that differs from ``model_name`` is logged as a warning. The registry keeps
+        ``model_name`` as the model's display name. ``inference_only=False`` also stores the
+        optimizer state, so training can resume.
         """
         if not isinstance(model_name, str) or not model_name.strip():
             raise ValueError(f"model_name must be a non-empty string, got {model_name!r}")
         result = await self._op("save", {"model_name": model_name, "inference_only": bool(inference_only)})
         key = str(result["key"])
+        if result.get("key_note"):
+            # Registry keys are restricted, so "my model/v1" is stored as "my-model-v1".
+            log.warning("save: %s", result["key_note"])
         self._spawn.client.emit_run_event(
             {"type": "artifact", "name": model_name, "kind": "model", "uri": f"model_registry://{key}"}
         )
@@ -359,7 +372,9 @@ class TrainingModel(InferenceModel):
         spawn.clones += 1
         clone_name = name or (f"{spawn.name}-ref" if spawn.clones == 1 else f"{spawn.name}-ref{spawn.clones}")
         if spawn.client.dry_run:
-            return InferenceModel(spawn.client, clone_name, spawn.builder, None)
+            clone = InferenceModel(spawn.client, clone_name, spawn.builder, None)
+            clone._spawn.dry_run_copy = True
+            return clone
         info = SpawnResult.model_validate(await self._op("clone_inf", {"name": clone_name}))
         spawn.client.emit_run_event(spawn_event(info))
         return InferenceModel(spawn.client, info.name, spawn.builder, info, self._sampling.model_copy())

@@ -2,6 +2,7 @@
 import type { Run, RunDetail, RunError, RunEvent, RunEventType, RunStatus } from "../../common/index.js";
 import type { Db } from "../db/database.js";
 import { notFound } from "../errors.js";
+import { processExists } from "../processes.js";
 
 interface RunRow {
   id: string;
@@ -39,16 +40,6 @@ function toRun(row: RunRow): Run {
     exit_code: row.exit_code,
     error,
   };
-}
-
-function processExists(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    // EPERM: the process exists but belongs to another user.
-    return (error as NodeJS.ErrnoException).code === "EPERM";
-  }
 }
 
 export interface NewRun {

@@ -16,6 +16,7 @@ import type { Logger } from "../log.js";
 import { assertPythonExists, pythonEnv } from "../python.js";
 import type { RunStore } from "../registry/run-store.js";
 import type { Workspace } from "../workspace/workspace.js";
+import { startRecipeCheck } from "./recipe-check.js";
 import { OutputCollector, parseRunnerEvent, parseRunError } from "./runner-output.js";
 
 export interface RunnerCommand {
@@ -30,6 +31,8 @@ export interface RunManagerOptions {
   log: Logger;
   /** Resolves with the engine's address once it is ready; rejects if it cannot start. */
   engine(): Promise<EngineConnection>;
+  /** Returns whether the engine is ready now; a run started while it is not checks its recipe first. */
+  engineReady?(): boolean;
   /** The control plane's HTTP API, for the runner's registry calls; null before it listens. */
   api(): { url: string; token: string } | null;
   workspace: Workspace | null;
@@ -196,6 +199,8 @@ export class RunManager extends EventEmitter<{ event: [ServerEvent] }> {
 
   private async execute(active: ActiveRun, queued: Run, recipeDir: string): Promise<Run> {
     try {
+      const checked = await this.checkWhileEngineNotReady(active, queued, recipeDir);
+      if (checked) return checked;
       const engine = await Promise.race([this.options.engine(), active.cancelledWhileQueued]);
       if (!engine || active.cancelRequested) return this.end(active, "cancelled", null, null);
       return await this.spawnRunner(active, queued, recipeDir, engine);
@@ -206,6 +211,44 @@ export class RunManager extends EventEmitter<{ event: [ServerEvent] }> {
       if (active.killTimer) clearTimeout(active.killTimer);
       this.active.delete(active.id);
     }
+  }
+
+  /**
+   * Runs the recipe check when the engine is not ready yet, so that a recipe that cannot load
+   * fails at once instead of after the engine starts. Returns the ended run when the check
+   * failed or the run was cancelled meanwhile; null when the run goes on.
+   * NOTE: a recipe that passes is imported twice (check, then run), so its module-level code
+   * runs twice. A recipe started while the engine is ready is imported once.
+   */
+  private async checkWhileEngineNotReady(active: ActiveRun, run: Run, recipeDir: string): Promise<Run | null> {
+    // A replaced runner command (the streaming benchmark) has no --check.
+    if (this.options.runnerCommand || !this.options.engineReady || this.options.engineReady()) return null;
+    const api = this.options.api();
+    if (!api) throw new Error("the control plane's API is not listening; the recipe check needs it for registry calls");
+    const runDir = this.runDir(run.id);
+    const { command, args } = this.runnerCommand(run, runDir);
+    const env = pythonEnv(this.options.layout, { GALLEY_API_URL: api.url, GALLEY_API_TOKEN: api.token, GALLEY_RUN_ID: run.id });
+    env.PYTHONPATH = `${env.PYTHONPATH}${path.delimiter}${recipeDir}`;
+
+    const check = startRecipeCheck(command, args, recipeDir, env);
+    this.options.log.info("checking the recipe while the engine starts", { run: run.id, pid: check.child.pid });
+    const result = await Promise.race([check.done, active.cancelledWhileQueued]);
+    if (result === null) {
+      check.child.kill("SIGTERM");
+      await check.done;
+      return this.end(active, "cancelled", null, null);
+    }
+    if (result.code === 0) return null;
+
+    const output = new OutputCollector((stream, text) => this.appendEvent(active, stream, { text }));
+    for (const { stream, chunk } of result.output) output.write(stream, chunk);
+    output.flush();
+    const described = result.spawnError
+      ? `cannot start the recipe check: ${result.spawnError.message}`
+      : `the recipe check exited with ${result.signal ?? `code ${result.code}`}`;
+    const error = parseRunError(output.stderrTail(), path.join(runDir, "recipe.py"), run.recipe_path) ?? { message: described, file: null, line: null };
+    this.options.log.info("run failed its recipe check", { run: run.id, exit_code: result.code, signal: result.signal });
+    return this.end(active, "failed", result.code, error);
   }
 
   private runnerCommand(run: Run, runDir: string): RunnerCommand {
@@ -247,7 +290,7 @@ export class RunManager extends EventEmitter<{ event: [ServerEvent] }> {
     events.on("data", (text: string) => {
       const lines = (pendingLine + text).split("\n");
       pendingLine = lines.pop() ?? "";
-      for (const line of lines) this.acceptRunnerLine(active, line);
+      for (const line of lines) this.acceptRunnerLine(active, line, output);
     });
 
     return new Promise<Run>((resolve) => {
@@ -257,7 +300,7 @@ export class RunManager extends EventEmitter<{ event: [ServerEvent] }> {
       });
       child.on("close", (code, signal) => {
         output.flush();
-        if (pendingLine) this.acceptRunnerLine(active, pendingLine);
+        if (pendingLine) this.acceptRunnerLine(active, pendingLine, output);
         const error = spawnError
           ? { message: `cannot start the runner: ${spawnError.message}`, file: null, line: null }
           : parseRunError(output.stderrTail(), path.join(runDir, "recipe.py"), run.recipe_path);
@@ -274,9 +317,15 @@ export class RunManager extends EventEmitter<{ event: [ServerEvent] }> {
     });
   }
 
-  private acceptRunnerLine(active: ActiveRun, line: string): void {
+  private acceptRunnerLine(active: ActiveRun, line: string, output: OutputCollector): void {
     if (line.trim() === "") return;
     const parsed = parseRunnerEvent(line);
+    // The runner sends the recipe's stdout and stderr on this pipe too, in the order written.
+    // The collector stores them like the pipes' output and keeps the stderr tail for the error line.
+    if (parsed.type === "stdout" || parsed.type === "stderr") {
+      output.writeText(parsed.type, String(parsed.payload.text));
+      return;
+    }
     this.appendEvent(active, parsed.type, parsed.payload);
   }
 

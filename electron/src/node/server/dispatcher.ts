@@ -19,8 +19,15 @@ import {
 import { ApiError } from "../errors.js";
 import type { Logger } from "../log.js";
 
+/**
+ * Sender of a request. `browser`: the token printed in the workbench URL, and Electron IPC.
+ * `local`: the token that `galley serve` writes only to its 0600 serve.json, so its holder
+ * is the user who owns the data directory.
+ */
+export type Caller = "browser" | "local";
+
 export type Handlers = {
-  [M in ApiMethod]: (params: ApiParsedParams<M>) => Promise<ApiResult<M>> | ApiResult<M>;
+  [M in ApiMethod]: (params: ApiParsedParams<M>, caller: Caller) => Promise<ApiResult<M>> | ApiResult<M>;
 };
 
 export type CallOutcome = { ok: true; result: unknown } | { ok: false; error: ApiErrorBody };
@@ -39,7 +46,7 @@ export class Dispatcher extends EventEmitter<{ event: [ServerEvent] }> {
     this.emit("event", event);
   }
 
-  async call(method: string, params: unknown): Promise<CallOutcome> {
+  async call(method: string, params: unknown, caller: Caller = "browser"): Promise<CallOutcome> {
     if (!isApiMethod(method)) {
       return { ok: false, error: { code: "not_found", message: `unknown API method "${method}"` } };
     }
@@ -50,15 +57,15 @@ export class Dispatcher extends EventEmitter<{ event: [ServerEvent] }> {
       return { ok: false, error: { code: "invalid_request", message: `invalid params for ${method}: ${summary}`, issues } };
     }
     try {
-      const handler = this.handlers[method] as (params: unknown) => unknown;
-      return { ok: true, result: await handler(parsed.data) };
+      const handler = this.handlers[method] as (params: unknown, caller: Caller) => unknown;
+      return { ok: true, result: await handler(parsed.data, caller) };
     } catch (error) {
       return { ok: false, error: this.toErrorBody(method, error) };
     }
   }
 
-  async handle(request: ApiRequest): Promise<ApiResponse> {
-    const outcome = await this.call(request.method, request.params);
+  async handle(request: ApiRequest, caller: Caller = "browser"): Promise<ApiResponse> {
+    const outcome = await this.call(request.method, request.params, caller);
     return outcome.ok
       ? { kind: "response", id: request.id, ok: true, result: outcome.result }
       : { kind: "response", id: request.id, ok: false, error: outcome.error };

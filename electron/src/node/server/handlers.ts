@@ -53,9 +53,10 @@ export function createHandlers(plane: ControlPlane): Handlers {
       return { path: file, schema };
     },
 
-    "runs.start": (params) => {
-      // Over the API a recipe is a workspace file; only `galley run` (in-process) takes any path.
-      plane.workspace.resolve(params.recipe_path);
+    "runs.start": (params, caller) => {
+      // A browser runs workspace files only. The local token (serve.json, readable only by
+      // the data directory's owner) may also run an absolute path anywhere, as `galley run` does.
+      if (caller !== "local" || !path.isAbsolute(params.recipe_path)) plane.workspace.resolve(params.recipe_path);
       return plane.runs.startRun(params);
     },
     "runs.list": ({ limit, status }) => ({ runs: plane.runStore.list(limit, status) }),

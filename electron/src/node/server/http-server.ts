@@ -7,7 +7,7 @@ import type { AddressInfo } from "node:net";
 
 import { type ApiErrorBody, type ApiMethod, api, ERROR_HTTP_STATUS, type HttpVerb } from "../../common/index.js";
 import type { Logger } from "../log.js";
-import type { Dispatcher } from "./dispatcher.js";
+import type { Caller, Dispatcher } from "./dispatcher.js";
 import { serveStatic } from "./static-files.js";
 import { attachWebSocket } from "./ws-server.js";
 
@@ -38,6 +38,13 @@ export function tokenMatches(presented: string | null | undefined, expected: str
   const actualBytes = Buffer.from(presented);
   const expectedBytes = Buffer.from(expected);
   return actualBytes.length === expectedBytes.length && crypto.timingSafeEqual(actualBytes, expectedBytes);
+}
+
+/** Returns which token a request presented, or null when it matches neither. */
+export function callerOf(presented: string | null | undefined, tokens: ApiTokens): Caller | null {
+  if (tokens.local && tokenMatches(presented, tokens.local)) return "local";
+  if (tokenMatches(presented, tokens.token)) return "browser";
+  return null;
 }
 
 export function bearerToken(header: string | undefined): string | null {
@@ -91,9 +98,15 @@ async function readJsonBody(request: http.IncomingMessage): Promise<Record<strin
   return value as Record<string, unknown>;
 }
 
-export interface ApiServerOptions {
-  dispatcher: Dispatcher;
+export interface ApiTokens {
+  /** The browser token, printed in the workbench URL. */
   token: string;
+  /** The local token of serve.json; null when the server writes none. */
+  local?: string | null;
+}
+
+export interface ApiServerOptions extends ApiTokens {
+  dispatcher: Dispatcher;
   rendererDist: string;
   log: Logger;
 }
@@ -137,7 +150,8 @@ export class ApiServer {
       serveStatic(request, response, this.options.rendererDist);
       return;
     }
-    if (!tokenMatches(bearerToken(request.headers.authorization), this.options.token)) {
+    const caller = callerOf(bearerToken(request.headers.authorization), this.options);
+    if (!caller) {
       sendError(response, {
         code: "unauthorized",
         message: "missing or invalid bearer token: send `Authorization: Bearer <token>` with the token `galley serve` printed",
@@ -165,7 +179,7 @@ export class ApiServer {
       sendJson(response, error.status, { error: { code: "invalid_request", message: error.message } });
       return;
     }
-    const outcome = await this.options.dispatcher.call(route.method, params);
+    const outcome = await this.options.dispatcher.call(route.method, params, caller);
     if (outcome.ok) sendJson(response, route.successStatus, outcome.result);
     else sendError(response, outcome.error);
   }

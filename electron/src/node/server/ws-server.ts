@@ -7,8 +7,8 @@ import { WebSocket, WebSocketServer } from "ws";
 
 import { ApiRequest, type ServerEvent, type ServerMessage, toValidationIssues } from "../../common/index.js";
 import type { Logger } from "../log.js";
-import type { Dispatcher } from "./dispatcher.js";
-import { bearerToken, tokenMatches } from "./http-server.js";
+import type { Caller, Dispatcher } from "./dispatcher.js";
+import { type ApiTokens, bearerToken, callerOf } from "./http-server.js";
 
 // A client this far behind misses telemetry samples until it catches up; run output is
 // never dropped.
@@ -22,7 +22,7 @@ function reject(socket: Duplex, status: number, reason: string): void {
 /** Handles upgrades on /api/ws; returns a function that closes every connection. */
 export function attachWebSocket(
   server: http.Server,
-  options: { dispatcher: Dispatcher; token: string; log: Logger },
+  options: ApiTokens & { dispatcher: Dispatcher; log: Logger },
 ): () => void {
   const wss = new WebSocketServer({ noServer: true, maxPayload: 16 * 1024 * 1024 });
   const log = options.log.child("ws");
@@ -34,11 +34,12 @@ export function attachWebSocket(
       return;
     }
     const token = bearerToken(request.headers.authorization) ?? url.searchParams.get("token");
-    if (!tokenMatches(token, options.token)) {
+    const caller = callerOf(token, options);
+    if (!caller) {
       reject(socket, 401, "Unauthorized");
       return;
     }
-    wss.handleUpgrade(request, socket, head, (ws) => serveClient(ws, options.dispatcher, log));
+    wss.handleUpgrade(request, socket, head, (ws) => serveClient(ws, options.dispatcher, caller, log));
   });
 
   return () => {
@@ -47,7 +48,7 @@ export function attachWebSocket(
   };
 }
 
-function serveClient(ws: WebSocket, dispatcher: Dispatcher, log: Logger): void {
+function serveClient(ws: WebSocket, dispatcher: Dispatcher, caller: Caller, log: Logger): void {
   let droppedTelemetry = 0;
   const send = (message: ServerMessage) => {
     if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(message));
@@ -90,7 +91,7 @@ function serveClient(ws: WebSocket, dispatcher: Dispatcher, log: Logger): void {
       });
       return;
     }
-    void dispatcher.handle(parsed.data).then(send);
+    void dispatcher.handle(parsed.data, caller).then(send);
   });
   ws.on("close", () => dispatcher.off("event", forward));
   ws.on("error", (error) => log.warn("client connection error", { error: error.message }));

@@ -1,25 +1,26 @@
 // `galley gpus`: the device and spawn tables from the engine's telemetry, from a running
-// `galley serve` (GALLEY_URL and GALLEY_TOKEN) or from an engine started for the purpose.
+// `galley serve` (its serve.json, or GALLEY_URL and GALLEY_TOKEN) or from an engine started
+// for the purpose.
 import type { Command } from "commander";
 
 import { Telemetry } from "../../../common/index.js";
+import { resolveDataHome } from "../../layout.js";
 import { CliError, type GlobalOptions, openControlPlane } from "../context.js";
 import { telemetryTables } from "../format.js";
+import { callServer, findServer, type ServerAccess } from "../server-access.js";
+import { rejectEngineFlags, warnIfServerRuns } from "./run.js";
 
 interface GpusOptions {
   watch?: boolean;
   devices?: string;
+  standalone?: boolean;
 }
 
 const WATCH_INTERVAL_MS = 1000;
 const FIRST_SAMPLE_TIMEOUT_MS = 15_000;
 
-async function fetchTelemetry(url: string, token: string): Promise<Telemetry | null> {
-  const base = new URL(url);
-  const endpoint = new URL("/api/telemetry", base.origin);
-  const response = await fetch(endpoint, { headers: { Authorization: `Bearer ${token}` } });
-  if (!response.ok) throw new CliError(`GET ${endpoint.href} returned HTTP ${response.status}: ${await response.text()}`);
-  const body = (await response.json()) as { telemetry: unknown };
+async function fetchTelemetry(server: ServerAccess): Promise<Telemetry | null> {
+  const body = await callServer<{ telemetry: unknown }>(server, "GET", "/api/telemetry");
   return body.telemetry === null ? null : Telemetry.parse(body.telemetry);
 }
 
@@ -43,9 +44,9 @@ async function watchUntilInterrupted(read: () => Promise<Telemetry | null> | Tel
   }
 }
 
-async function fromServer(url: string, token: string, options: GpusOptions): Promise<void> {
-  if (options.watch) await watchUntilInterrupted(() => fetchTelemetry(url, token));
-  else print(await fetchTelemetry(url, token), false);
+async function fromServer(server: ServerAccess, options: GpusOptions): Promise<void> {
+  if (options.watch) await watchUntilInterrupted(() => fetchTelemetry(server));
+  else print(await fetchTelemetry(server), false);
 }
 
 async function fromOwnEngine(options: GpusOptions, global: GlobalOptions): Promise<void> {
@@ -67,13 +68,26 @@ async function fromOwnEngine(options: GpusOptions, global: GlobalOptions): Promi
 export function registerGpusCommand(program: Command, global: () => GlobalOptions): void {
   program
     .command("gpus")
-    .description("print devices and spawns with planned and measured memory (from GALLEY_URL/GALLEY_TOKEN, else a short-lived engine)")
+    .description(
+      "print devices and spawns with planned and measured memory, from `galley serve` on this data directory " +
+        "or GALLEY_URL, else from a short-lived engine",
+    )
     .option("--watch", "refresh every second until Ctrl-C")
-    .option("--devices <spec>", 'virtual devices for a short-lived engine, e.g. "4x80GiB"')
+    .option("--devices <spec>", 'virtual devices for a short-lived engine, e.g. "4x80GiB" (not with a running server)')
+    .option("--standalone", "start a short-lived engine even while `galley serve` runs")
     .action(async (options: GpusOptions) => {
-      const url = process.env.GALLEY_URL;
-      const token = process.env.GALLEY_TOKEN ?? (url ? new URL(url).searchParams.get("token") : null);
-      if (url && token) await fromServer(url, token, options);
-      else await fromOwnEngine(options, global());
+      const home = global().home ?? resolveDataHome();
+      if (options.standalone) {
+        await warnIfServerRuns(home);
+        await fromOwnEngine(options, global());
+        return;
+      }
+      const server = await findServer(home);
+      if (!server) {
+        await fromOwnEngine(options, global());
+        return;
+      }
+      rejectEngineFlags(server, { "--devices": options.devices });
+      await fromServer(server, options);
     });
 }

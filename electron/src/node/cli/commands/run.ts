@@ -1,19 +1,26 @@
-// `galley run RECIPE`: runs one recipe through an in-process control plane and exits with
-// the runner's exit code (0 ok, 1 the recipe raised, 2 it could not load).
+// `galley run RECIPE`: runs one recipe and exits with the runner's exit code (0 ok, 1 the
+// recipe raised, 2 it could not load, 130 cancelled). The run goes through a server and its
+// engine when `galley serve` or the app runs on the same data directory (serve.json) or
+// GALLEY_URL is set. Otherwise it gets an in-process control plane and engine.
 import fs from "node:fs";
 import path from "node:path";
 
 import type { Command } from "commander";
 
-import type { Run, RunEvent, ServerEvent } from "../../../common/index.js";
-import { DEFAULT_MODEL_KEY } from "../../control-plane.js";
-import { CliError, type GlobalOptions, openControlPlane } from "../context.js";
+import { resolveDataHome } from "../../layout.js";
+import { CliError, type GlobalOptions } from "../context.js";
+import { type EngineSettings, type RunRequest, runInProcess } from "../run-local.js";
+import { runOnServer } from "../run-remote.js";
+import { findServer, type ServerAccess } from "../server-access.js";
+
+export { describeRunEvent, exitCodeOf } from "../run-output.js";
 
 interface RunOptions {
   config?: string;
   dryRun?: boolean;
   devices?: string;
   keepWarm?: string;
+  standalone?: boolean;
 }
 
 function readConfig(file: string | undefined): Record<string, unknown> {
@@ -36,106 +43,71 @@ function readConfig(file: string | undefined): Record<string, unknown> {
   return value as Record<string, unknown>;
 }
 
-/** Describes a runner event as one readable stderr line; returns null for output chunks, which print as they are. */
-export function describeRunEvent(event: RunEvent): string | null {
-  const p = event.payload;
-  switch (event.type) {
-    case "stages":
-      return `[stages] ${(p.stages as string[]).join(", ")}`;
-    case "progress":
-      return `[progress] ${String(p.stage)}: ${String(p.done)}/${String(p.total)}`;
-    case "metric":
-      return `[metric] ${String(p.name)}=${String(p.value)}${p.step === null || p.step === undefined ? "" : ` step=${String(p.step)}`}`;
-    case "artifact":
-      return `[artifact] ${String(p.name)} (${String(p.kind)}): ${String(p.uri)}`;
-    case "spawn":
-      return `[spawn] ${String(p.name)}: ${String(p.kind)} of ${String(p.model_key)}`;
-    case "error":
-      return `[error] ${String(p.message)}`;
-    case "other":
-      return `[event] ${JSON.stringify(p)}`;
-    default:
-      return null;
-  }
+function engineSettings(options: RunOptions): EngineSettings {
+  const keepWarm = options.keepWarm === undefined ? null : Number(options.keepWarm);
+  if (keepWarm !== null && !(keepWarm >= 0)) throw new CliError(`--keep-warm must be a number of seconds, got "${options.keepWarm}"`, 2);
+  return { devices: options.devices ?? null, keepWarm };
 }
 
-/**
- * Prints a run's output and events. The runner reports locations in the run's snapshot
- * (runs/<id>/recipe.py and config.json); the terminal shows the files the person gave instead.
- */
-function streamTo(runId: () => string | null, snapshotNames: (id: string) => [string, string][]) {
-  const localize = (id: string, text: string) =>
-    snapshotNames(id).reduce((result, [snapshot, original]) => result.split(snapshot).join(original), text);
-  return (event: ServerEvent) => {
-    const id = runId();
-    if (id === null) return;
-    if (event.type === "run.output" && event.run_id === id) {
-      (event.stream === "stdout" ? process.stdout : process.stderr).write(localize(id, event.text));
-    } else if (event.type === "run.event" && event.event.run_id === id) {
-      const line = describeRunEvent(event.event);
-      if (line) process.stderr.write(`${localize(id, line)}\n`);
-    }
-  };
+/** Rejects engine flags for a server, whose engine was configured when it started. */
+export function rejectEngineFlags(server: ServerAccess, flags: Record<string, unknown>): void {
+  const conflicting = Object.entries(flags)
+    .filter(([, value]) => value !== undefined)
+    .map(([flag]) => flag);
+  if (conflicting.length === 0) return;
+  const names = conflicting.join(" and ");
+  throw new CliError(
+    `${names} cannot apply: this command uses ${server.source} at ${server.url}, whose engine is already configured; ` +
+      `drop ${names}, restart \`galley serve\` with ${conflicting.length > 1 ? "them" : "it"}, or pass --standalone to start a separate engine`,
+    2,
+  );
 }
 
-export function exitCodeOf(run: Run): number {
-  if (run.status === "succeeded") return 0;
-  if (run.status === "cancelled") return 130;
-  return run.exit_code !== null && run.exit_code > 0 ? run.exit_code : 1;
+/** Warns that --standalone starts a second engine next to a live server's. */
+export async function warnIfServerRuns(home: string): Promise<void> {
+  const server = await findServer(home, {}).catch(() => null);
+  if (!server) return;
+  process.stderr.write(
+    `galley: warning: ${server.source} is running on this data directory; --standalone starts a second engine, ` +
+      "and each engine admits spawns without counting the other's\n",
+  );
 }
 
 async function runRecipe(recipe: string, options: RunOptions, global: GlobalOptions): Promise<number> {
   const recipePath = path.resolve(recipe);
   if (!fs.existsSync(recipePath)) throw new CliError(`recipe ${recipe} does not exist`, 2);
-  const config = readConfig(options.config);
-  const keepWarm = options.keepWarm === undefined ? null : Number(options.keepWarm);
-  if (keepWarm !== null && !(keepWarm >= 0)) throw new CliError(`--keep-warm must be a number of seconds, got "${options.keepWarm}"`, 2);
-
-  const plane = openControlPlane(global, "warn", { devices: options.devices ?? null, keepWarm });
-  let runId: string | null = null;
-  const onSignal = () => {
-    if (runId) plane.runs.cancel(runId);
+  const request: RunRequest = {
+    recipe,
+    recipePath,
+    configFile: options.config,
+    config: readConfig(options.config),
+    dryRun: options.dryRun ?? false,
   };
-  try {
-    if (plane.models.store.count() === 0) {
-      process.stderr.write(`galley: the registry is empty; generating the default model ${DEFAULT_MODEL_KEY} (about half a minute)\n`);
-    }
-    await plane.ensureDefaults();
-    await plane.listen(0);
-    await plane.startEngine();
+  const engine = engineSettings(options);
+  const home = global.home ?? resolveDataHome();
 
-    const snapshotNames = (id: string): [string, string][] => {
-      const runDir = plane.runs.runDir(id);
-      const names: [string, string][] = [[path.join(runDir, "recipe.py"), recipe]];
-      if (options.config) names.push([path.join(runDir, "config.json"), options.config]);
-      return names;
-    };
-    plane.runs.on("event", streamTo(() => runId, snapshotNames));
-    process.once("SIGINT", onSignal);
-    process.once("SIGTERM", onSignal);
-    const queued = plane.runs.startRun({ recipe_path: recipePath, config, dry_run: options.dryRun ?? false });
-    runId = queued.id;
-    const run = await plane.runs.waitForRun(queued.id);
-    if (run.status === "failed" && run.exit_code === null && run.error) {
-      // The runner never started (or died by a signal), so it printed no error line itself.
-      process.stderr.write(`error: ${run.error.message}\n`);
-    }
-    return exitCodeOf(run);
-  } finally {
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
-    await plane.close();
+  if (options.standalone) {
+    await warnIfServerRuns(home);
+    return runInProcess(request, engine, global);
   }
+  const server = await findServer(home);
+  if (!server) return runInProcess(request, engine, global);
+  rejectEngineFlags(server, { "--devices": options.devices, "--keep-warm": options.keepWarm });
+  return runOnServer(request, server);
 }
 
 export function registerRunCommand(program: Command, global: () => GlobalOptions): void {
   program
     .command("run <recipe>")
-    .description("run a recipe file against a local engine and exit with its exit code (0 ok, 1 raised, 2 could not load)")
+    .description(
+      "run a recipe file and exit with its exit code (0 ok, 1 raised, 2 could not load, 130 cancelled); " +
+        "goes through `galley serve` when it runs on this data directory or GALLEY_URL is set, else starts its own engine",
+    )
     .option("--config <file>", "JSON file with the recipe's input config")
     .option("--dry-run", "plan every spawn and stop before the first compute call")
-    .option("--devices <spec>", 'virtual devices for the engine, e.g. "4x80GiB"')
-    .option("--keep-warm <seconds>", "how long the engine keeps a finished session's spawns")
+    .option("--devices <spec>", 'virtual devices for an own engine, e.g. "4x80GiB" (not with a running server)')
+    .option("--keep-warm <seconds>", "how long an own engine keeps a finished session's spawns (not with a running server)")
+    .option("--standalone", "start an own control plane and engine even while `galley serve` runs")
     .action(async (recipe: string, options: RunOptions) => {
       process.exitCode = await runRecipe(recipe, options, global());
     });

@@ -1,15 +1,96 @@
-// `galley runs ...`: run history from the registry.
+// `galley runs ...`: run history, from the running server when there is one (serve.json or
+// GALLEY_URL), else from the registry in the data directory.
 import type { Command } from "commander";
 
-import { RunStatus } from "../../../common/index.js";
+import { type Run, type RunDetail, type RunEvent, RunStatus } from "../../../common/index.js";
+import { resolveDataHome } from "../../layout.js";
 import { CliError, type GlobalOptions, openControlPlane, parsePositiveInt } from "../context.js";
 import { table } from "../format.js";
-import { describeRunEvent } from "./run.js";
+import { describeRunEvent } from "../run-output.js";
+import { callServer, findServer, type ServerAccess } from "../server-access.js";
+
+// Every event of a run, as far as one request returns them (the API's maximum).
+const MAX_EVENTS = 100_000;
+
+/** Reads run history from a server, or from the data directory's registry. */
+interface RunHistory {
+  list(limit: number, status: RunStatus | undefined): Promise<Run[]>;
+  detail(id: string): Promise<RunDetail>;
+  events(id: string): Promise<RunEvent[]>;
+  close(): void;
+}
+
+function serverHistory(server: ServerAccess): RunHistory {
+  return {
+    list: async (limit, status) => {
+      const query = new URLSearchParams({ limit: String(limit), ...(status ? { status } : {}) });
+      return (await callServer<{ runs: Run[] }>(server, "GET", `/api/runs?${query.toString()}`)).runs;
+    },
+    detail: (id) => callServer<RunDetail>(server, "GET", `/api/runs/${encodeURIComponent(id)}`),
+    events: async (id) =>
+      (await callServer<{ events: RunEvent[] }>(server, "GET", `/api/runs/${encodeURIComponent(id)}/events?after_seq=-1&limit=${MAX_EVENTS}`))
+        .events,
+    close: () => {},
+  };
+}
+
+function registryHistory(global: GlobalOptions): RunHistory {
+  const plane = openControlPlane(global, "warn");
+  return {
+    list: (limit, status) => Promise.resolve(plane.runStore.list(limit, status)),
+    detail: (id) => Promise.resolve(plane.runStore.detail(id)),
+    events: (id) => Promise.resolve(plane.runStore.events(id, -1, MAX_EVENTS)),
+    close: () => plane.db.close(),
+  };
+}
+
+async function openHistory(global: GlobalOptions): Promise<RunHistory> {
+  const server = await findServer(global.home ?? resolveDataHome());
+  return server ? serverHistory(server) : registryHistory(global);
+}
 
 function duration(started: string | null, ended: string | null): string {
   if (!started) return "-";
   const ms = (ended ? Date.parse(ended) : Date.now()) - Date.parse(started);
   return `${(ms / 1000).toFixed(1)} s`;
+}
+
+async function listRuns(options: { limit: string; status?: string }, global: GlobalOptions): Promise<void> {
+  const status = options.status === undefined ? undefined : RunStatus.safeParse(options.status);
+  if (status && !status.success) throw new CliError(`unknown status "${options.status}"; use ${RunStatus.options.join(", ")}`, 2);
+  const limit = parsePositiveInt(options.limit, "--limit");
+  const history = await openHistory(global);
+  try {
+    const records = await history.list(limit, status?.data);
+    const rows = records.map((run) => [
+      run.id,
+      run.status,
+      run.exit_code === null ? "-" : String(run.exit_code),
+      duration(run.started_at, run.ended_at),
+      run.recipe_path,
+      run.error ? `${run.error.file ? `${run.error.file}:${run.error.line}: ` : ""}${run.error.message.split("\n")[0]}` : "",
+    ]);
+    process.stdout.write(`${table(["ID", "STATUS", "EXIT", "DURATION", "RECIPE", "ERROR"], rows)}\n`);
+  } finally {
+    history.close();
+  }
+}
+
+async function showRun(id: string, global: GlobalOptions): Promise<void> {
+  const history = await openHistory(global);
+  try {
+    const { recipe_source: _source, ...record } = await history.detail(id);
+    process.stdout.write(`${JSON.stringify(record, null, 2)}\n--- output and events\n`);
+    for (const event of await history.events(id)) {
+      if (event.type === "stdout" || event.type === "stderr") process.stdout.write(String(event.payload.text));
+      else {
+        const line = describeRunEvent(event);
+        if (line) process.stdout.write(`${line}\n`);
+      }
+    }
+  } finally {
+    history.close();
+  }
 }
 
 export function registerRunsCommands(program: Command, global: () => GlobalOptions): void {
@@ -20,44 +101,10 @@ export function registerRunsCommands(program: Command, global: () => GlobalOptio
     .description("list runs, newest first")
     .option("--limit <n>", "number of runs", "20")
     .option("--status <status>", `only runs with this status: ${RunStatus.options.join(", ")}`)
-    .action((options: { limit: string; status?: string }) => {
-      const status = options.status === undefined ? undefined : RunStatus.safeParse(options.status);
-      if (status && !status.success) throw new CliError(`unknown status "${options.status}"; use ${RunStatus.options.join(", ")}`, 2);
-      const plane = openControlPlane(global(), "warn");
-      try {
-        const records = plane.runStore.list(parsePositiveInt(options.limit, "--limit"), status?.data);
-        const rows = records.map((run) => [
-          run.id,
-          run.status,
-          run.exit_code === null ? "-" : String(run.exit_code),
-          duration(run.started_at, run.ended_at),
-          run.recipe_path,
-          run.error ? `${run.error.file ? `${run.error.file}:${run.error.line}: ` : ""}${run.error.message.split("\n")[0]}` : "",
-        ]);
-        process.stdout.write(`${table(["ID", "STATUS", "EXIT", "DURATION", "RECIPE", "ERROR"], rows)}\n`);
-      } finally {
-        plane.db.close();
-      }
-    });
+    .action((options: { limit: string; status?: string }) => listRuns(options, global()));
 
   runs
     .command("show <id>")
     .description("print a run's record and its output and events")
-    .action((id: string) => {
-      const plane = openControlPlane(global(), "warn");
-      try {
-        const run = plane.runStore.detail(id);
-        const { recipe_source: _source, ...record } = run;
-        process.stdout.write(`${JSON.stringify(record, null, 2)}\n--- output and events\n`);
-        for (const event of plane.runStore.events(id, -1, 1_000_000)) {
-          if (event.type === "stdout" || event.type === "stderr") process.stdout.write(String(event.payload.text));
-          else {
-            const line = describeRunEvent(event);
-            if (line) process.stdout.write(`${line}\n`);
-          }
-        }
-      } finally {
-        plane.db.close();
-      }
-    });
+    .action((id: string) => showRun(id, global()));
 }

@@ -1,7 +1,10 @@
 // `galley serve`: the control plane over HTTP + WebSocket for a browser, until Ctrl-C.
 import type { Command } from "commander";
 
+import { resolveDataHome } from "../../layout.js";
+import { serveFilePath } from "../../server/local-access.js";
 import { CliError, type GlobalOptions, openControlPlane, parsePositiveInt } from "../context.js";
+import { findServer } from "../server-access.js";
 
 interface ServeOptions {
   port: string;
@@ -18,6 +21,16 @@ async function serve(options: ServeOptions, global: GlobalOptions): Promise<void
   const keepWarm = options.keepWarm === undefined ? null : Number(options.keepWarm);
   if (keepWarm !== null && !(keepWarm >= 0)) throw new CliError(`--keep-warm must be a number of seconds, got "${options.keepWarm}"`, 2);
 
+  // One control plane per data directory, so that one engine admits every spawn on these GPUs.
+  const home = global.home ?? resolveDataHome();
+  const running = await findServer(home, {});
+  if (running) {
+    throw new CliError(
+      `${running.source} is already serving ${home} at ${running.url} (see ${serveFilePath(home)}); ` +
+        "use that one, stop it first, or pass --home for another data directory",
+    );
+  }
+
   const plane = openControlPlane(global, "info", {
     devices: options.devices ?? null,
     keepWarm,
@@ -30,6 +43,7 @@ async function serve(options: ServeOptions, global: GlobalOptions): Promise<void
   }
   await plane.ensureDefaults();
   await plane.listen(port, options.host);
+  plane.advertise();
   process.stdout.write(`Galley is serving the workbench at ${plane.browserUrl()}\n`);
   plane.log.info("workspace", { root: plane.workspace.root });
 
