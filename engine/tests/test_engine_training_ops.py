@@ -178,3 +178,23 @@ async def test_saved_scoring_adapter_reloads_its_value_head(engine):
         assert (await client.op("judge", "score_last_token", thread=FACT))["score"] == pytest.approx(
             trained, abs=1e-4
         )
+
+
+async def test_training_spawn_generates_within_planned_activations(engine):
+    """A training spawn has no KV cache in its plan, so its generation cache fits its planned activations."""
+    async with EngineClient.connect(engine.url, engine.token) as client:
+        spawned = await client.call(
+            "spawn",
+            name="small-batch",
+            kind="train",
+            max_batch_size=16,
+            model=inference_model("qwen3-32b", kv_cache_len=100_000, tokens_to_generate=4),
+        )
+        (rank,) = spawned["plan"]["ranks"]
+        assert "kv_cache" not in rank["components"]
+        short = await client.op("small-batch", "generate", thread=string_thread(("user", "Hi")))
+        assert short["completion_ids"]
+
+        long_thread = string_thread(("user", "word " * 4000))
+        with pytest.raises(EngineCallError, match="training spawn generates within its planned activation"):
+            await client.op("small-batch", "generate", thread=long_thread)

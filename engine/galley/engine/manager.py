@@ -22,7 +22,7 @@ from typing import Any
 from galley.engine.admission import Admission
 from galley.engine.errors import InvalidRequest, NotFound, SpawnRefused, WorkerDied
 from galley.engine.launcher import Launcher, WorkerHandle
-from galley.engine.registry import Registry
+from galley.engine.registry import Registry, key_change_note
 from galley.engine.spawns import Spawn
 from galley.engine.spec import LoadSpec, ResolvedSpawn, model_key_of, resolve_spawn
 from galley.protocol import ModelRecord, NewModel, OpParams, PlanParams, SpawnParams
@@ -75,6 +75,7 @@ class SpawnManager:
 
     async def close_session(self, session: Session) -> None:
         self.sessions.pop(session.id, None)
+        self.admission.end_dry_run(session.id)
         for spawn in list(session.spawns.values()):
             keep = (
                 spawn.parent is None
@@ -178,7 +179,7 @@ class SpawnManager:
         self, spawn: Spawn, resolved: ResolvedSpawn, record: ModelRecord, base: ModelRecord | None
     ) -> None:
         async with self.admission_lock:
-            spawn.placement = await self._admit(spawn.id, resolved, record, base)
+            spawn.placement = await self._admit(spawn.id, spawn.name, resolved, record, base)
         placement = spawn.placement
         log.info(
             "spawning %s: %s %s, tp=%d on %s",
@@ -205,6 +206,9 @@ class SpawnManager:
                 kv_cache_len=resolved.kv_cache_len,
                 tokens_to_generate=resolved.tokens_to_generate,
                 max_batch_size=resolved.max_batch_size,
+                generation_kv_bytes=_planned_activations(placement.rank_components, rank)
+                if resolved.kind == "train"
+                else None,
             )
             for rank in range(resolved.tp)
         ]
@@ -235,12 +239,12 @@ class SpawnManager:
         log.info("%s ready in %.1f s", spawn.describe(), time.monotonic() - started)
 
     async def _admit(
-        self, spawn_id: str, resolved: ResolvedSpawn, record: ModelRecord, base: ModelRecord | None
+        self, spawn_id: str, name: str, resolved: ResolvedSpawn, record: ModelRecord, base: ModelRecord | None
     ):
         """Admit the spawn, releasing kept spawns (oldest first) while it does not fit."""
         while True:
             try:
-                return self.admission.admit(spawn_id, resolved, record, base)
+                return self.admission.admit(spawn_id, resolved, record, base, name)
             except SpawnRefused as error:
                 # Only memory can be freed; a tp the devices cannot take stays refused.
                 if not self.kept or (error.data or {}).get("reason") != "does_not_fit":
@@ -312,6 +316,8 @@ class SpawnManager:
         log.info("released %s: %s", spawn.describe(), reason)
 
     async def dealloc(self, session: Session, name: str) -> dict[str, Any]:
+        if name not in session.spawns and self.admission.drop_dry_run_spawn(session.id, name):
+            return {"name": name, "released": True, "pids": []}  # a dry run's planned spawn
         spawn = self.find(session, name)
         pids = [worker.pid for worker in spawn.workers]
         await self.release(spawn, "dealloc")
@@ -400,8 +406,10 @@ class SpawnManager:
                 adapter_base_key=metadata.get("base_key") if adapter else None,
             )
         )
-        log.info("%s saved as model %r in %s", spawn.describe(), record.key, folder)
-        return {"key": record.key, "path": str(folder)}
+        note = key_change_note(model_name, record.key)
+        log.info("%s saved as model %r in %s%s", spawn.describe(), record.key, folder, f" ({note})" if note else "")
+        # The SDK shows key_note to the recipe, so a name that became a different key is never silent.
+        return {"key": record.key, "path": str(folder), "name": model_name, "key_note": note}
 
     async def _clone(self, session: Session, parent: Spawn, args: dict[str, Any]) -> dict[str, Any]:
         name = args.get("name")
@@ -434,11 +442,15 @@ class SpawnManager:
 
     # -- plan -----------------------------------------------------------------------------
 
-    async def plan(self, params: PlanParams) -> dict[str, Any]:
-        """Plan and place a spawn without starting it; raise what spawn would raise."""
+    async def plan(self, session: Session, params: PlanParams) -> dict[str, Any]:
+        """Plan and place a spawn without starting it; raise what spawn would raise.
+
+        The plan holds its bytes against the session's later plans until the session deallocs
+        it or closes, so a dry run checks every spawn against what the earlier ones take.
+        """
         record, base = await self._records(params.model.path)
         resolved = resolve_spawn(params.kind, params.model, record, params.max_batch_size)
-        plan, placement = self.admission.place(resolved, record, base)
+        plan, placement, held = self.admission.plan_dry_run(session.id, params.name, resolved, record, base)
         return {
             "name": params.name,
             "kind": resolved.kind,
@@ -450,6 +462,12 @@ class SpawnManager:
             "adapter": resolved.adapter,
             "scalar": resolved.scoring,
             "devices": placement.devices if placement is not None else [],
+            "ranks": [rank.to_dict() for rank in placement.ranks] if placement is not None else [],
+            "held": [holding.to_dict() for holding in held],
             "plan": plan.to_dict() if plan is not None else None,
         }
 
+
+def _planned_activations(rank_components: list[dict[str, int] | None], rank: int) -> int | None:
+    components = rank_components[rank] if rank < len(rank_components) else None
+    return None if components is None else components.get("activations")

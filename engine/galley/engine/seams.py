@@ -156,16 +156,36 @@ def build_generator(loaded: LoadedModel, spec: LoadSpec) -> Any:
     except (TypeError, ValueError) as error:
         log.info("generation: one request at a time (%s)", error)
         return sequential
+    kv_cache_len, cache_fix = spec.kv_cache_len, None
+    if spec.generation_kv_bytes is not None:
+        slots = max(1, spec.generation_kv_bytes // kv_bytes_per_token(loaded))
+        if slots < kv_cache_len:
+            kv_cache_len = slots
+            cache_fix = (
+                f"this training spawn generates within its planned activation memory, {slots} tokens "
+                f"of KV cache; raise max_batch_size, or generate with an inference spawn"
+            )
     scheduler = Scheduler(
         loaded.module,
         eos_token_ids=loaded.eos_ids,
         pad_token_id=loaded.pad_id,
-        kv_cache_len=spec.kv_cache_len,
+        kv_cache_len=kv_cache_len,
         tokens_to_generate=spec.tokens_to_generate,
         token_limit=len(loaded.tokenizer),
+        cache_fix=cache_fix,
     )
-    log.info("generation: continuous batching within kv_cache_len=%d tokens", spec.kv_cache_len)
+    log.info("generation: continuous batching within kv_cache_len=%d tokens", kv_cache_len)
     return SchedulerGenerator(scheduler)
+
+
+def kv_bytes_per_token(loaded: LoadedModel) -> int:
+    """Return the K and V bytes one token takes in the generation cache of this (tp=1) model."""
+    module: Any = loaded.module
+    config = module.config.get_text_config()
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+    element_size = module.get_input_embeddings().weight.element_size()
+    return 2 * config.num_hidden_layers * kv_heads * head_dim * element_size
 
 
 def _in_lockstep(generator: Any, loaded: LoadedModel) -> Any:

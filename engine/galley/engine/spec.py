@@ -48,6 +48,9 @@ class LoadSpec(BaseModel):
     kv_cache_len: int
     tokens_to_generate: int
     max_batch_size: int | None = None
+    # Training spawns only: the planned activation bytes of this rank. Their generation KV
+    # cache gets at most this much, because the plan has no KV cache component for them.
+    generation_kv_bytes: int | None = None
 
 
 class ResolvedSpawn(BaseModel):

@@ -38,8 +38,13 @@ class GenerationResult:
     prompt_tokens: int
 
 
-def validate_request(request: GenerationRequest, *, kv_cache_len: int, vocab_size: int) -> None:
-    """Raise InvalidRequest naming the field, its value and the fix, unless the request can run."""
+def validate_request(
+    request: GenerationRequest, *, kv_cache_len: int, vocab_size: int, cache_fix: str | None = None
+) -> None:
+    """Raise InvalidRequest naming the field, its value and the fix, unless the request can run.
+
+    ``cache_fix`` replaces the advice given when the prompt does not fit ``kv_cache_len``.
+    """
     prompt = request.prompt_ids
     if len(prompt) == 0:
         raise InvalidRequest("prompt_ids is empty; generation needs at least one prompt token")
@@ -71,7 +76,7 @@ def validate_request(request: GenerationRequest, *, kv_cache_len: int, vocab_siz
         raise InvalidRequest(
             f"the prompt has {len(prompt)} tokens and min_new_tokens is {request.min_new_tokens}, "
             f"so this request needs {needed} tokens of KV cache, more than kv_cache_len={kv_cache_len}; "
-            f"shorten the prompt or spawn the model with kv_cache_len >= {needed}",
+            + (cache_fix or f"shorten the prompt or spawn the model with kv_cache_len >= {needed}"),
             data={
                 "prompt_tokens": len(prompt),
                 "min_new_tokens": request.min_new_tokens,

@@ -119,6 +119,7 @@ class Scheduler:
         logprobs_max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
         throughput_window_s: float = 10.0,
         token_limit: int | None = None,
+        cache_fix: str | None = None,
     ):
         for name, value in (
             ("kv_cache_len", kv_cache_len),
@@ -135,6 +136,7 @@ class Scheduler:
 
         self.model = model
         self.kv_cache_len = kv_cache_len
+        self.cache_fix = cache_fix  # advice for a prompt over kv_cache_len, when not "raise kv_cache_len"
         self.tokens_to_generate = tokens_to_generate
         self.logprobs_max_batch_tokens = logprobs_max_batch_tokens
         self.vocab_size: int = model_config(model).get_text_config().vocab_size
@@ -202,7 +204,9 @@ class Scheduler:
         Raises InvalidRequest at once for a request that cannot run (see ``validate_request``).
         Cancelling the future drops the request at the next step and frees its room.
         """
-        validate_request(request, kv_cache_len=self.kv_cache_len, vocab_size=self.vocab_size)
+        validate_request(
+            request, kv_cache_len=self.kv_cache_len, vocab_size=self.vocab_size, cache_fix=self.cache_fix
+        )
         requested = request.max_new_tokens if request.max_new_tokens is not None else self.tokens_to_generate
         if request.min_new_tokens > requested:
             raise InvalidRequest(
