@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 
-import { buildConfig, fieldsFromSchema, initialValue, type JsonSchema } from "../src/lib/schema-form";
+import { buildConfig, defaultText, emptyFieldNote, fieldsFromSchema, initialValue, type JsonSchema } from "../src/lib/schema-form";
 
 // The schema `python -m galley.run resources/recipes/config_form.py --schema` prints, plus
 // the shapes pydantic gives optional, enum and list fields.
@@ -23,6 +23,8 @@ const SCHEMA: JsonSchema = {
     seed: { anyOf: [{ type: "integer" }, { type: "null" }], default: null, title: "Seed" },
     color: { $ref: "#/$defs/Color", default: "blue" },
     tags: { items: { type: "string" }, title: "Tags", type: "array", default: [] },
+    // pydantic's default_factory: optional, but the schema carries no default.
+    run_name: { title: "Run Name", type: "string" },
   },
   required: ["max_seq_len", "train_adapter"],
   $defs: { Color: { enum: ["red", "blue"], title: "Color", type: "string" } },
@@ -47,6 +49,7 @@ describe("fieldsFromSchema", () => {
       "seed",
       "color",
       "tags",
+      "run_name",
     ]);
   });
 
@@ -87,7 +90,7 @@ describe("fieldsFromSchema", () => {
 describe("buildConfig", () => {
   const fields = fieldsFromSchema(SCHEMA);
 
-  it("builds typed values from the defaults and entries", () => {
+  it("builds typed values from defaults and entries", () => {
     const { config, problems } = buildConfig(fields, { max_seq_len: "2048", train_adapter: true }, MODELS);
     expect(problems).toEqual([]);
     expect(config).toEqual({
@@ -97,6 +100,7 @@ describe("buildConfig", () => {
       temperature: 0.7,
       max_seq_len: 2048,
       train_adapter: true,
+      seed: null,
       color: "blue",
       tags: [],
     });
@@ -113,7 +117,7 @@ describe("buildConfig", () => {
     expect(byField.model).toContain("galley-tiny-qwen3, qwen3-32b");
     expect(byField.replies).toBe("must be at least 1, got 0");
     expect(byField.temperature).toBe('must be a number, got "hot"');
-    expect(byField.max_seq_len).toBe("is required");
+    expect(byField.max_seq_len).toBe("is required; the recipe has no default, so enter a value");
     expect(byField.prompt).toBeUndefined();
     expect(byField.tags).toMatch(/^is not valid JSON/);
   });
@@ -126,16 +130,64 @@ describe("buildConfig", () => {
     ]);
   });
 
-  it("leaves out an emptied optional field", () => {
-    const { config } = buildConfig(fields, { max_seq_len: "1", seed: "", prompt: "" }, MODELS);
-    expect(config).not.toHaveProperty("seed");
+  it("sends the default for an emptied field", () => {
+    const emptied = { max_seq_len: "1", train_adapter: false, model: "", prompt: "", replies: "", color: "", tags: "", seed: "" };
+    const { config, problems } = buildConfig(fields, emptied, MODELS);
+    expect(problems).toEqual([]);
+    expect(config.model).toBe("galley-tiny-qwen3");
+    expect(config.prompt).toBe("Write a haiku about GPUs.");
+    expect(config.replies).toBe(3);
+    expect(config.color).toBe("blue");
+    expect(config.tags).toEqual([]);
+    expect(config.seed).toBeNull();
+  });
+
+  it("leaves out an empty field the recipe computes", () => {
+    const { config, problems } = buildConfig(fields, { max_seq_len: "1", train_adapter: false, run_name: "" }, MODELS);
+    expect(problems).toEqual([]);
+    expect(config).not.toHaveProperty("run_name");
+  });
+
+  it("rejects an empty required string", () => {
+    const required = fieldsFromSchema({ properties: { prompt: { type: "string", title: "Prompt" } }, required: ["prompt"] });
+    const { config, problems } = buildConfig(required, { prompt: "" });
+    expect(problems).toEqual([{ field: "prompt", message: "is required; the recipe has no default, so enter a value" }]);
     expect(config).not.toHaveProperty("prompt");
+  });
+
+  it("checks an emptied field's default like a typed value", () => {
+    const unknown = fieldsFromSchema({ properties: { model: { type: "string", default: "no-such-model", "x-galley-kind": "model" } } });
+    const { problems } = buildConfig(unknown, { model: "" }, MODELS);
+    expect(problems).toHaveLength(1);
+    expect(problems[0]?.message).toContain('unknown model "no-such-model"');
   });
 
   it("checks string length", () => {
     const strict = fieldsFromSchema({ properties: { name: { type: "string", minLength: 2, maxLength: 3 } }, required: ["name"] });
     expect(buildConfig(strict, { name: "a" }).problems).toEqual([{ field: "name", message: "needs at least 2 characters" }]);
     expect(buildConfig(strict, { name: "abcd" }).problems).toEqual([{ field: "name", message: "has 4 characters; the maximum is 3" }]);
-    expect(buildConfig(strict, { name: "" }).problems).toEqual([{ field: "name", message: "needs at least 2 characters" }]);
+    expect(buildConfig(strict, { name: "" }).problems).toEqual([{ field: "name", message: "is required; the recipe has no default, so enter a value" }]);
+    const short = fieldsFromSchema({ properties: { code: { type: "string", maxLength: 0, default: "" } } });
+    expect(buildConfig(short, { code: "a" }).problems).toEqual([{ field: "code", message: "has 1 character; the maximum is 0" }]);
+  });
+});
+
+describe("empty field text", () => {
+  const byName = Object.fromEntries(fieldsFromSchema(SCHEMA).map((field) => [field.name, field]));
+
+  it("shows each default as the run receives it", () => {
+    expect(defaultText(byName.replies!)).toBe("3");
+    expect(defaultText(byName.model!)).toBe("galley-tiny-qwen3");
+    expect(defaultText(byName.seed!)).toBe("None");
+    expect(defaultText(byName.tags!)).toBe("[]");
+    expect(defaultText(byName.color!)).toBe("blue");
+    expect(defaultText(byName.max_seq_len!)).toBeNull();
+  });
+
+  it("says what an empty field means", () => {
+    expect(emptyFieldNote(byName.replies!)).toBe("Empty, so the run uses the default: 3");
+    expect(emptyFieldNote(byName.prompt!)).toBe('Empty, so the run uses the default: "Write a haiku about GPUs."');
+    expect(emptyFieldNote(byName.max_seq_len!)).toBe("Required: the recipe has no default.");
+    expect(emptyFieldNote(byName.run_name!)).toBe("Empty: the recipe computes its own default.");
   });
 });

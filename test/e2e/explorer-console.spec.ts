@@ -1,5 +1,5 @@
-// The workbench's explorer (rename, delete, files changed on disk) and console (ANSI colors,
-// search, follow), and the run's stage progress bars.
+// The workbench's explorer (every workspace file, rename, delete, files changed on disk) and
+// console (ANSI colors, search, follow), and the run's stage progress bars.
 import fs from "node:fs";
 
 import type { Page } from "@playwright/test";
@@ -32,7 +32,7 @@ async def main(ctx: RecipeContext):
 `;
 
 function item(page: Page, path: string) {
-  return page.locator(`[data-testid="recipe-item"][data-path="${path}"]`);
+  return page.locator(`[data-testid="workspace-file"][data-path="${path}"]`);
 }
 
 function row(page: Page, path: string) {
@@ -99,6 +99,71 @@ test("files changed on disk reload or warn", async ({ workbench: page }) => {
   await expect(editor).toContainText("VERSION_FOUR");
   await expect(editor).not.toContainText("local edit");
   await expect(page.getByTestId("save-button")).toBeDisabled();
+});
+
+test("explorer lists and opens non-recipe files", async ({ workbench: page }) => {
+  const dir = workspaceFile("data-files");
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(workspaceFile("data-files/config.json"), '{"lr": 0.001}\n');
+  fs.writeFileSync(workspaceFile("data-files/train.jsonl"), '{"prompt": "a"}\n{"prompt": "b"}\n');
+  fs.writeFileSync(workspaceFile("data-files/README.md"), "# Notes\n");
+  fs.writeFileSync(workspaceFile("data-files/notes.txt"), "plain text\n");
+  fs.writeFileSync(workspaceFile("data-files/adapter.safetensors"), Buffer.from([0x08, 0x00, 0x00, 0x00, 0x7b, 0x7d]));
+  // Latin-1 bytes and a NUL: not UTF-8, under an extension that does not say binary.
+  fs.writeFileSync(workspaceFile("data-files/export.dat"), Buffer.from([0x63, 0x61, 0x66, 0xe9, 0x00, 0x0a]));
+  fs.writeFileSync(workspaceFile("data-files/huge.txt"), "x".repeat(5 * 1024 * 1024 + 1));
+  await page.getByTestId("nav-workbench").click();
+
+  const languages: Record<string, string> = {
+    "data-files/config.json": "json",
+    "data-files/train.jsonl": "jsonl",
+    "data-files/README.md": "markdown",
+    "data-files/notes.txt": "plaintext",
+  };
+  for (const [path, language] of Object.entries(languages)) {
+    await expect(item(page, path)).toHaveAttribute("data-language", language);
+    await expect(item(page, path)).toBeEnabled();
+  }
+  await expect(item(page, "data-files/adapter.safetensors")).toBeDisabled();
+  await expect(item(page, "data-files/adapter.safetensors")).toContainText("binary");
+  await expect(item(page, "data-files/huge.txt")).toBeDisabled();
+  await expect(item(page, "data-files/huge.txt")).toHaveAttribute("title", /5\.0 MiB; the editor opens files up to 5\.0 MiB/);
+
+  // A JSON file opens in Monaco's JSON mode, which marks a syntax error, and saves like a recipe.
+  await openRecipe(page, "data-files/config.json");
+  await expect(page.getByTestId("run-panel-idle")).toContainText("data-files/config.json is not a recipe");
+  await page.locator(".monaco-editor .view-line").first().click();
+  await page.keyboard.press("End");
+  await page.keyboard.type(",");
+  await expect(page.locator(".monaco-editor .squiggly-error").first()).toBeVisible();
+  await page.getByTestId("save-button").click();
+  await expect(page.getByTestId("save-button")).toBeDisabled();
+  expect(fs.readFileSync(workspaceFile("data-files/config.json"), "utf8")).toBe('{"lr": 0.001},\n');
+
+  // Text that is not UTF-8 opens read-only, so saving cannot rewrite its bytes.
+  await openRecipe(page, "data-files/export.dat");
+  await expect(page.getByTestId("read-only-banner")).toContainText("data-files/export.dat is read-only");
+  await page.locator(".monaco-editor .view-line").first().click();
+  await page.keyboard.type("edit");
+  await expect(page.getByTestId("save-button")).toBeDisabled();
+  // Switching to the read-only tab left the JSON tab's saved text alone.
+  await expect(page.locator('[data-testid="editor-tab"][data-path="data-files/config.json"] .dirty')).toHaveCount(0);
+  await screenshot(page, "explorer-data-files");
+
+  // Renaming without an extension keeps the file's own.
+  await row(page, "data-files/notes.txt").hover();
+  await row(page, "data-files/notes.txt").getByTestId("rename-file").click();
+  await page.getByTestId("rename-input").fill("data-files/todo");
+  await page.getByTestId("rename-input").press("Enter");
+  await expect(item(page, "data-files/todo.txt")).toBeVisible();
+  expect(fs.existsSync(workspaceFile("data-files/todo.txt"))).toBe(true);
+
+  // A new file with an extension starts empty; only a .py file gets the recipe template.
+  await page.getByTestId("new-recipe").click();
+  await page.getByTestId("new-recipe-name").fill("data-files/eval.yaml");
+  await page.getByTestId("new-recipe-name").press("Enter");
+  await expect(item(page, "data-files/eval.yaml")).toHaveAttribute("data-language", "yaml");
+  expect(fs.readFileSync(workspaceFile("data-files/eval.yaml"), "utf8")).toBe("");
 });
 
 test("console colors, search, follow and progress", async ({ workbench: page }) => {

@@ -40,7 +40,7 @@ export { expect };
 
 export async function openRecipe(page: Page, recipePath: string): Promise<void> {
   await page.getByTestId("nav-workbench").click();
-  await page.locator(`[data-testid="recipe-item"][data-path="${recipePath}"]`).click();
+  await page.locator(`[data-testid="workspace-file"][data-path="${recipePath}"]`).click();
   await expect(page.locator(`[data-testid="editor-tab"][data-path="${recipePath}"]`)).toBeVisible();
   // Monaco has rendered the file once its view lines exist.
   await expect(page.locator(".monaco-editor .view-lines")).toBeVisible();

@@ -34,9 +34,9 @@ test("jsonl import lists bad lines", async ({ workbench: page }) => {
   await expect(error).toContainText("has 3 problems in 4 lines");
   const reasons = error.getByTestId("error-reason");
   await expect(reasons).toHaveCount(3);
-  await expect(reasons.nth(0)).toContainText("line 2: not valid JSON");
-  await expect(reasons.nth(1)).toHaveText("line 3: expected a JSON object, got an array");
-  await expect(reasons.nth(2)).toHaveText('line 4: messages[0].role must be one of system, user, assistant, tool, got "bot"');
+  await expect(reasons.nth(0)).toContainText(`${bad}:2: not valid JSON`);
+  await expect(reasons.nth(1)).toContainText(`${bad}:3: expected a JSON object, got an array`);
+  await expect(reasons.nth(2)).toHaveText(`${bad}:4: messages[0].role must be one of system, user, assistant, tool, got "bot"`);
   await expect(page.locator('[data-testid="dataset-row"][data-key="e2e-bad-data"]')).toHaveCount(0);
   await screenshot(page, "dataset-import-errors");
 

@@ -2,7 +2,7 @@
 import { expect, openRecipe, runAndWait, screenshot, test } from "./fixtures";
 
 test("example recipe runs and prints its generated text", async ({ workbench: page }) => {
-  await expect(page.getByTestId("recipe-list")).toContainText("hello_generate.py");
+  await expect(page.getByTestId("file-list")).toContainText("hello_generate.py");
   await openRecipe(page, "hello_generate.py");
   await expect(page.locator(".monaco-editor")).toContainText("spawn_inference");
 

@@ -1,6 +1,9 @@
 // The recipe workspace: a folder on disk whose files the workbench lists and edits.
 import { z } from "zod";
 
+/** Largest workspace file, in bytes, that workspace.read returns; the workbench keeps bigger ones closed. */
+export const MAX_WORKSPACE_READ_BYTES = 5 * 1024 * 1024;
+
 /** A path relative to the workspace root, with '/' separators. */
 export const WorkspacePath = z.string().min(1, "give a path inside the workspace");
 

@@ -5,6 +5,7 @@ import type { RunEvent } from "@galley/common";
 import { useEffect, useMemo, useRef, useState } from "react";
 
 import { ConsoleBuilder, type ConsoleLine, cssOf, lineText } from "../lib/ansi";
+import { plural } from "../lib/format";
 import { outputChunks } from "../lib/run-events";
 import { LocatedText } from "./LocatedText";
 
@@ -91,7 +92,7 @@ export function Console({ events, recipePath }: { events: RunEvent[]; recipePath
         />
         {matching && (
           <span className="muted" data-testid="console-matches">
-            {matching.length} matching {matching.length === 1 ? "line" : "lines"}
+            {plural(matching.length, "matching line")}
           </span>
         )}
         <span className="spacer" />
@@ -100,7 +101,7 @@ export function Console({ events, recipePath }: { events: RunEvent[]; recipePath
         </label>
       </div>
       <div className="console" data-testid="console" ref={container} onScroll={onScroll}>
-        {hidden > 0 && <div className="muted">{hidden} earlier lines are not shown; search to find them.</div>}
+        {hidden > 0 && <div className="muted">{plural(hidden, "earlier line")} not shown; search to find {hidden === 1 ? "it" : "them"}.</div>}
         {lines.length === 0 && <span className="muted">No output yet.</span>}
         {shown.map((line, index) => (
           <Line key={hidden + index} line={line} query={needle} recipePath={recipePath} />

@@ -4,7 +4,7 @@
 import { TERMINAL_RUN_STATUSES } from "@galley/common";
 import { useMemo } from "react";
 
-import { gib } from "../lib/format";
+import { gib, plural } from "../lib/format";
 import { deviceUsage } from "../lib/memory";
 import { useRuns } from "../stores/runs";
 import { useTelemetry } from "../stores/telemetry";
@@ -33,7 +33,7 @@ export function GpuStrip() {
             </span>
             <span className="strip-numbers">
               {gib(device.total - device.free, 1)} / {gib(device.total, 0)}
-              {device.spawns > 0 && ` · ${device.spawns} spawn${device.spawns === 1 ? "" : "s"}`}
+              {device.spawns > 0 && ` · ${plural(device.spawns, "spawn")}`}
             </span>
           </span>
         );

@@ -10,6 +10,22 @@ export function gib(bytes: number | null | undefined, digits = 2): string {
   return `${shown} GiB`;
 }
 
+/**
+ * Formats a count with its noun, singular only for exactly 1: "1 spawn", "0 spawns", "3 spawns".
+ * Pass the plural form when it is not the singular plus "s".
+ */
+export function plural(quantity: number, singular: string, pluralForm = `${singular}s`): string {
+  return `${quantity} ${quantity === 1 ? singular : pluralForm}`;
+}
+
+/** Formats a file size in bytes with a binary unit: "812 B", "4.0 KiB", "5.0 MiB". */
+export function fileSize(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`;
+  if (bytes < 1024 ** 2) return `${(bytes / 1024).toFixed(1)} KiB`;
+  if (bytes < GIB) return `${(bytes / 1024 ** 2).toFixed(1)} MiB`;
+  return gib(bytes, 1);
+}
+
 export function count(value: number): string {
   if (value >= 1e9) return `${(value / 1e9).toFixed(1)}B`;
   if (value >= 1e6) return `${(value / 1e6).toFixed(1)}M`;
@@ -33,6 +49,15 @@ export function clockTime(iso: string | null): string {
   if (!iso) return "–";
   const date = new Date(iso);
   return Number.isNaN(date.getTime()) ? iso : date.toLocaleString();
+}
+
+/** Formats a timestamp of today as the time of day, and an older one as date and minute, for narrow columns. */
+export function compactTime(iso: string | null, now = new Date()): string {
+  if (!iso) return "–";
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return iso;
+  if (date.toDateString() === now.toDateString()) return date.toLocaleTimeString();
+  return date.toLocaleString(undefined, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
 }
 
 /** Lists a plan's components in bytes, leaving out a precomputed "total" entry if there is one. */

@@ -1,6 +1,8 @@
 // Turns a recipe's input-config JSON Schema (pydantic's output of `galley.run --schema`)
 // into form fields, and the form's values back into a config, listing every problem at once.
 
+import { plural } from "./format";
+
 export type JsonSchema = { [key: string]: unknown };
 
 export type FieldKind = "model" | "string" | "integer" | "number" | "boolean" | "enum" | "json";
@@ -150,6 +152,36 @@ export function initialValue(field: FormField): FormValue {
   }
 }
 
+/** Renders the recipe's default for display: "3", "galley-tiny-qwen3", "None"; null without one. */
+export function defaultText(field: FormField): string | null {
+  if (!field.hasDefault) return null;
+  if (field.default === null || field.default === undefined) return "None";
+  switch (field.kind) {
+    case "model":
+      return modelKeyOf(field.default);
+    case "json":
+      return JSON.stringify(field.default);
+    case "string":
+      // An empty default would read as nothing at all.
+      return field.default === "" ? '""' : String(field.default);
+    default:
+      return String(field.default);
+  }
+}
+
+/**
+ * Describes what the run receives while the field is empty. Only an optional field whose schema
+ * gives no default (pydantic's `default_factory`) is left out of the config, so the recipe
+ * computes that value itself.
+ */
+export function emptyFieldNote(field: FormField): string {
+  // Quotes show where a text default starts and ends.
+  const display = typeof field.default === "string" && field.kind === "string" ? JSON.stringify(field.default) : defaultText(field);
+  if (display !== null) return `Empty, so the run uses the default: ${display}`;
+  if (field.required) return "Required: the recipe has no default.";
+  return "Empty: the recipe computes its own default.";
+}
+
 function checkNumber(field: FormField, value: number): string | null {
   if (field.kind === "integer" && !Number.isInteger(value)) return `must be a whole number, got ${value}`;
   if (field.minimum !== null && value < field.minimum) return `must be at least ${field.minimum}, got ${value}`;
@@ -165,10 +197,10 @@ function checkNumber(field: FormField, value: number): string | null {
 
 function checkString(field: FormField, value: string): string | null {
   if (field.minLength !== null && value.length < field.minLength) {
-    return `needs at least ${field.minLength} character${field.minLength === 1 ? "" : "s"}`;
+    return `needs at least ${plural(field.minLength, "character")}`;
   }
   if (field.maxLength !== null && value.length > field.maxLength) {
-    return `has ${value.length} characters; the maximum is ${field.maxLength}`;
+    return `has ${plural(value.length, "character")}; the maximum is ${field.maxLength}`;
   }
   if (field.pattern !== null && !new RegExp(field.pattern, "u").test(value)) {
     return `must match the pattern ${field.pattern}`;
@@ -177,6 +209,20 @@ function checkString(field: FormField, value: string): string | null {
 }
 
 type Parsed = { value: unknown } | { problem: string };
+
+type EmptyValue = { raw: string } | { none: true } | { omit: true } | { problem: string };
+
+/** Returns what an empty control means for the config. emptyFieldNote states the same rules in words. */
+function emptyValue(field: FormField): EmptyValue {
+  if (field.hasDefault) {
+    // NOTE: a nullable field with a non-null default cannot be set to None from the form.
+    if (field.default === null || field.default === undefined) return { none: true };
+    // The default goes through the same checks as a typed value.
+    return { raw: String(initialValue(field)) };
+  }
+  if (field.required) return { problem: "is required; the recipe has no default, so enter a value" };
+  return { omit: true };
+}
 
 function parseValue(field: FormField, raw: string, knownModels: readonly string[]): Parsed {
   switch (field.kind) {
@@ -213,8 +259,9 @@ function parseValue(field: FormField, raw: string, knownModels: readonly string[
 }
 
 /**
- * Builds the config a run receives from the form's values. An empty optional field is left
- * out, so the recipe's own default applies. Returns every problem, not only the first.
+ * Builds the config a run receives from the form's values. An empty field with a default gets
+ * that default written into the config, so the run records every value it used. An empty
+ * required field is a problem. Returns every problem, not only the first.
  */
 export function buildConfig(
   fields: readonly FormField[],
@@ -230,13 +277,18 @@ export function buildConfig(
       config[field.name] = raw;
       continue;
     }
-    if (raw === "" && field.kind !== "string") {
-      if (field.required) problems.push({ field: field.name, message: "is required" });
+    const filled = raw === "" ? emptyValue(field) : { raw };
+    if ("problem" in filled) {
+      problems.push({ field: field.name, message: filled.problem });
       continue;
     }
-    if (raw === "" && field.kind === "string" && !field.required && field.hasDefault) continue;
+    if ("none" in filled) {
+      config[field.name] = null;
+      continue;
+    }
+    if ("omit" in filled) continue;
 
-    const parsed = parseValue(field, raw, knownModels);
+    const parsed = parseValue(field, filled.raw, knownModels);
     if ("problem" in parsed) problems.push({ field: field.name, message: parsed.problem });
     else config[field.name] = parsed.value;
   }

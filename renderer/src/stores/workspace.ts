@@ -4,6 +4,7 @@ import type { WorkspaceEntry } from "@galley/common";
 import { create } from "zustand";
 
 import { ApiError, call } from "../api/client";
+import { readOnlyReason } from "../lib/workspace-files";
 
 export interface OpenFile {
   path: string;
@@ -16,6 +17,8 @@ export interface OpenFile {
   onDisk: { content: string } | null;
   // The file was deleted on disk while the tab had unsaved edits; Save creates it again.
   deleted: boolean;
+  // Reason the tab cannot be edited or saved (its text is not a faithful copy of the bytes), or null.
+  readOnly: string | null;
 }
 
 export interface RevealRequest {
@@ -77,7 +80,15 @@ export const useWorkspace = create<WorkspaceState>()((set, get) => ({
       set((state) => ({
         files: {
           ...state.files,
-          [path]: { path, content: file.content, saved: file.content, mtime: file.mtime, onDisk: null, deleted: false },
+          [path]: {
+            path,
+            content: file.content,
+            saved: file.content,
+            mtime: file.mtime,
+            onDisk: null,
+            deleted: false,
+            readOnly: readOnlyReason(file.content),
+          },
         },
       }));
     }
@@ -110,6 +121,7 @@ export const useWorkspace = create<WorkspaceState>()((set, get) => ({
   async save(path) {
     const file = get().files[path];
     if (!file) return;
+    if (file.readOnly) throw new Error(`${path} is read-only: it ${file.readOnly}`);
     const written = file.deleted
       ? await call("workspace.create", { path, content: file.content })
       : await call("workspace.write", { path, content: file.content });
@@ -174,7 +186,7 @@ export const useWorkspace = create<WorkspaceState>()((set, get) => ({
       let next: OpenFile;
       // Galley's own save, or a change to what the tab already holds: nothing to reload.
       if (disk === file.saved || disk === file.content) next = { ...file, saved: disk, onDisk: null, deleted: false };
-      else if (!isDirty(file)) next = { ...file, content: disk, saved: disk, onDisk: null, deleted: false };
+      else if (!isDirty(file)) next = { ...file, content: disk, saved: disk, onDisk: null, deleted: false, readOnly: readOnlyReason(disk) };
       else next = { ...file, onDisk: { content: disk }, deleted: false };
       set((state) => ({ files: { ...state.files, [path]: next } }));
     }
@@ -187,7 +199,10 @@ export const useWorkspace = create<WorkspaceState>()((set, get) => ({
       const disk = file.onDisk.content;
       // Keeping the edits makes the disk's version the saved one, so the tab stays dirty and
       // Save overwrites the disk.
-      const next = keep === "disk" ? { ...file, content: disk, saved: disk, onDisk: null } : { ...file, saved: disk, onDisk: null };
+      const next =
+        keep === "disk"
+          ? { ...file, content: disk, saved: disk, onDisk: null, readOnly: readOnlyReason(disk) }
+          : { ...file, saved: disk, onDisk: null };
       return { files: { ...state.files, [path]: next } };
     });
   },
@@ -197,9 +212,7 @@ export function isDirty(file: OpenFile | undefined): boolean {
   return file !== undefined && file.content !== file.saved;
 }
 
-/** Workspace files that look like recipes, sorted by path. */
-export function recipeEntries(entries: WorkspaceEntry[]): WorkspaceEntry[] {
-  return entries
-    .filter((entry) => entry.kind === "file" && entry.path.endsWith(".py"))
-    .sort((a, b) => a.path.localeCompare(b.path));
+/** Returns every file of the workspace (recipes, configs, datasets, notes), sorted by path. */
+export function fileEntries(entries: WorkspaceEntry[]): WorkspaceEntry[] {
+  return entries.filter((entry) => entry.kind === "file").sort((a, b) => a.path.localeCompare(b.path));
 }

@@ -3,13 +3,12 @@
 import fs from "node:fs";
 import path from "node:path";
 
-import type { WorkspaceEntry, WorkspaceFile } from "../../common/index.js";
+import { MAX_WORKSPACE_READ_BYTES, type WorkspaceEntry, type WorkspaceFile } from "../../common/index.js";
 import { conflict, invalidRequest, notFound } from "../errors.js";
 
 // Folders that hold tool state, not recipes.
 const HIDDEN_DIRECTORIES = new Set(["__pycache__", "node_modules", ".git", ".venv", ".mypy_cache", ".ruff_cache"]);
 const MAX_LISTED_ENTRIES = 5000;
-const MAX_READ_BYTES = 5 * 1024 * 1024;
 
 /** Returns whether `list()` leaves this workspace-relative path out (dot files and tool folders). */
 export function isHiddenPath(relative: string): boolean {
@@ -118,8 +117,8 @@ export class Workspace {
     const absolute = this.existingFile(relative);
     const stat = fs.statSync(absolute);
     if (stat.isDirectory()) throw invalidRequest(`"${relative}" is a folder, not a file`);
-    if (stat.size > MAX_READ_BYTES) {
-      throw invalidRequest(`"${relative}" is ${stat.size} bytes; the editor opens files up to ${MAX_READ_BYTES} bytes`);
+    if (stat.size > MAX_WORKSPACE_READ_BYTES) {
+      throw invalidRequest(`"${relative}" is ${stat.size} bytes; the editor opens files up to ${MAX_WORKSPACE_READ_BYTES} bytes`);
     }
     return { path: this.toRelative(absolute), content: fs.readFileSync(absolute, "utf8"), mtime: stat.mtimeMs };
   }

@@ -83,8 +83,22 @@ export function DeviceCard({ memory }: { memory: DeviceMemory }) {
         <span>total {gib(device.total_bytes)}</span>
       </div>
       <div className="legend">
-        <span className="swatch kind-train" /> train <span className="swatch kind-inference" /> inference{" "}
-        <span className="swatch other" /> other processes <span className="swatch source-planned" /> planned, not yet measured
+        <span className="legend-item">
+          <span className="swatch kind-train" />
+          train
+        </span>
+        <span className="legend-item">
+          <span className="swatch kind-inference" />
+          inference
+        </span>
+        <span className="legend-item">
+          <span className="swatch other" />
+          other processes
+        </span>
+        <span className="legend-item">
+          <span className="swatch source-planned" />
+          planned, not yet measured
+        </span>
       </div>
     </div>
   );

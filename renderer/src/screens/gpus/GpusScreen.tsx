@@ -2,6 +2,7 @@
 // table of every live spawn.
 import { useMemo, useState } from "react";
 
+import { plural } from "../../lib/format";
 import { deviceMemory } from "../../lib/memory";
 import { useTelemetry } from "../../stores/telemetry";
 import { DeviceCard } from "./DeviceCard";
@@ -31,8 +32,8 @@ export function GpusScreen() {
     <div className="page gpus" data-testid="gpus-page" data-sample-time={latest.time}>
       <div className="gpus-head">
         <span className="muted">
-          {devices.length} {devices.length === 1 ? "device" : "devices"}
-          {engine?.devices ? ` (virtual: ${engine.devices}, compute on the CPU)` : ""} · {live.length} spawns
+          {plural(devices.length, "device")}
+          {engine?.devices ? ` (virtual: ${engine.devices}, compute on the CPU)` : ""} · {plural(live.length, "spawn")}
         </span>
         <span className="spacer" />
         <label className="inline">

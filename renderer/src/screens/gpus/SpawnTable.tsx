@@ -28,7 +28,7 @@ async function release(spawn: SpawnTelemetry): Promise<void> {
   });
   if (!confirmed) return;
   const released = await call("spawns.release", { id: spawn.id });
-  useUi.getState().notify("info", `Released spawn ${released.name}${released.pids.length ? ` (pids ${released.pids.join(", ")})` : ""}.`);
+  useUi.getState().notify("info", `Released spawn ${released.name}${released.pids.length ? ` (${released.pids.length === 1 ? "PID" : "PIDs"} ${released.pids.join(", ")})` : ""}.`);
 }
 
 export function SpawnTable({ spawns }: { spawns: SpawnTelemetry[] }) {

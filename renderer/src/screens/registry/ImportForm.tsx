@@ -4,6 +4,7 @@
 import { useState } from "react";
 
 import { ErrorReport } from "../../components/ErrorReport";
+import { plural } from "../../lib/format";
 import { useRegistry } from "../../stores/registry";
 import { useUi } from "../../stores/ui";
 
@@ -78,7 +79,8 @@ export function DatasetImportForm() {
   const [key, setKey] = useState("");
   const { busy, outcome, run } = useImport(async () => {
     const dataset = await importDataset(file.trim(), key.trim());
-    return `Imported dataset ${dataset.key}: ${dataset.rows ?? "?"} rows (${dataset.format}).`;
+    const rows = dataset.rows === null ? "an unknown number of rows" : plural(dataset.rows, "row");
+    return `Imported dataset ${dataset.key}: ${rows} (${dataset.format}).`;
   });
 
   return (

@@ -2,6 +2,7 @@
 // range on the axes; hovering shows the nearest point.
 import { useState } from "react";
 
+import { plural } from "../../lib/format";
 import type { MetricPoint } from "../../lib/run-events";
 
 const WIDTH = 320;
@@ -35,7 +36,7 @@ export function MetricChart({ name, points }: { name: string; points: MetricPoin
       <figcaption>
         <strong>{name}</strong>{" "}
         <span className="muted">
-          {points.length} points · last {last ? format(last.value) : "–"}
+          {plural(points.length, "point")} · last {last ? format(last.value) : "–"}
         </span>
       </figcaption>
       <div className="chart-body">

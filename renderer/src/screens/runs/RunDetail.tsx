@@ -7,7 +7,7 @@ import { Console } from "../../components/Console";
 import { LocationLink } from "../../components/LocatedText";
 import { ProgressBars } from "../../components/ProgressBars";
 import { StatusBadge } from "../../components/StatusBadge";
-import { clockTime, duration } from "../../lib/format";
+import { clockTime, duration, plural } from "../../lib/format";
 import { metricSeries, spawns } from "../../lib/run-events";
 import { useRegistry } from "../../stores/registry";
 import { useRuns } from "../../stores/runs";
@@ -86,7 +86,7 @@ export function RunDetail({ id, onSelect }: { id: string; onSelect(id: string): 
       <ProgressBars events={events} />
       {runSpawns.length > 0 && (
         <p className="muted">
-          Spawns: {runSpawns.map((spawn) => `${spawn.name} (${spawn.kind}, ${spawn.model_key})`).join(", ")}
+          {plural(runSpawns.length, "spawn")}: {runSpawns.map((spawn) => `${spawn.name} (${spawn.kind}, ${spawn.model_key})`).join(", ")}
         </p>
       )}
       <div className="sub-tabs">

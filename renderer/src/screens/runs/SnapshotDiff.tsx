@@ -3,6 +3,7 @@ import { useEffect, useMemo, useState } from "react";
 
 import { call, describeError } from "../../api/client";
 import { diffLines, type DiffLine } from "../../lib/diff";
+import { plural } from "../../lib/format";
 
 const DIFF_PREFIX: Record<DiffLine["kind"], string> = { added: "+ ", removed: "- ", same: "  " };
 
@@ -33,7 +34,7 @@ export function SnapshotDiff({ snapshot, recipePath }: { snapshot: string; recip
   return (
     <div data-testid="snapshot-diff">
       <p className="muted">
-        {changed === 0 ? `Unchanged since this run: ${recipePath} is identical to its snapshot.` : `${changed} lines differ between the snapshot (−) and ${recipePath} now (+).`}
+        {changed === 0 ? `Unchanged since this run: ${recipePath} is identical to its snapshot.` : `${plural(changed, "line differs", "lines differ")} between the snapshot (−) and ${recipePath} now (+).`}
       </p>
       <pre className="code diff">
         {lines.map((line, index) => (

@@ -3,6 +3,7 @@
 import Editor, { type OnMount } from "@monaco-editor/react";
 import { useEffect, useRef, useState } from "react";
 
+import { languageOf } from "../../lib/workspace-files";
 import { monaco } from "../../monaco/setup";
 import { useUi } from "../../stores/ui";
 import { isDirty, type OpenFile, useWorkspace } from "../../stores/workspace";
@@ -19,10 +20,25 @@ const MARKER_OWNER = "galley-run";
 
 export function saveActive(): void {
   const { active, save, files } = useWorkspace.getState();
-  if (!active) return;
+  if (!active || files[active]?.readOnly) return;
   // While the "changed on disk" banner is up, saving would overwrite the other change.
   if (files[active]?.onDisk != null && !window.confirm("The file changed on disk. Overwrite it with your version?")) return;
   void save(active).catch((error: unknown) => useUi.getState().reportError(`Saving ${active}`, error));
+}
+
+/**
+ * Stores a change of the editor's current model under the file that model belongs to.
+ * @monaco-editor/react 4.7 swaps the model and, for a read-only file, sets its value before it
+ * subscribes the new render's onChange. So the previous tab's callback can receive the new
+ * file's text, and the model's URI (created from the workspace path) names the right file.
+ */
+function storeEdit(editor: CodeEditor | null): void {
+  const model = editor?.getModel();
+  if (!model) return;
+  const uri = model.uri.toString();
+  const { tabs, edit } = useWorkspace.getState();
+  const path = tabs.find((tab) => monaco.Uri.parse(tab).toString() === uri);
+  if (path) edit(path, model.getValue());
 }
 
 /** Closes a tab, asking first when it has unsaved edits; a cancel keeps the tab open. */
@@ -35,6 +51,13 @@ export function closeTab(path: string): void {
 /** Says when the open file changed or vanished on disk while the tab had unsaved edits. */
 function DiskBanner({ file }: { file: OpenFile }) {
   const resolve = useWorkspace((state) => state.resolveConflict);
+  if (file.readOnly) {
+    return (
+      <div className="disk-banner" data-testid="read-only-banner">
+        {file.path} is read-only: it {file.readOnly}.
+      </div>
+    );
+  }
   if (file.deleted) {
     return (
       <div className="disk-banner" data-testid="disk-banner" data-kind="deleted">
@@ -64,7 +87,6 @@ export function EditorPane({ marker }: { marker: LineMarker | null }) {
   const active = useWorkspace((state) => state.active);
   const files = useWorkspace((state) => state.files);
   const reveal = useWorkspace((state) => state.reveal);
-  const edit = useWorkspace((state) => state.edit);
   const editorRef = useRef<CodeEditor | null>(null);
   // Exposed as data-cursor-line so that tests can check where an error link put the cursor.
   const [cursorLine, setCursorLine] = useState(1);
@@ -112,19 +134,20 @@ export function EditorPane({ marker }: { marker: LineMarker | null }) {
   return (
     <section className="editor-pane">
       <div className="tabs" data-testid="editor-tabs">
-        {tabs.map((path) => (
-          <div key={path} className={path === active ? "tab active" : "tab"} data-testid="editor-tab" data-path={path}>
-            <button className="tab-name" onClick={() => void useWorkspace.getState().open(path)}>
-              {path}
-              {isDirty(files[path]) && <span className="dirty" title="Unsaved changes"> ●</span>}
-            </button>
-            <button className="tab-close" aria-label={`Close ${path}`} onClick={() => closeTab(path)}>
-              ×
-            </button>
-          </div>
-        ))}
-        <span className="spacer" />
-        <button className="small" data-testid="save-button" disabled={!isDirty(file)} onClick={saveActive}>
+        <div className="tab-strip">
+          {tabs.map((path) => (
+            <div key={path} className={path === active ? "tab active" : "tab"} data-testid="editor-tab" data-path={path}>
+              <button className="tab-name" title={path} onClick={() => void useWorkspace.getState().open(path)}>
+                {path}
+                {isDirty(files[path]) && <span className="dirty" title="Unsaved changes"> ●</span>}
+              </button>
+              <button className="tab-close" aria-label={`Close ${path}`} onClick={() => closeTab(path)}>
+                ×
+              </button>
+            </div>
+          ))}
+        </div>
+        <button className="small" data-testid="save-button" disabled={!isDirty(file) || Boolean(file?.readOnly)} onClick={saveActive}>
           Save
         </button>
       </div>
@@ -133,15 +156,21 @@ export function EditorPane({ marker }: { marker: LineMarker | null }) {
         {file ? (
           <Editor
             path={file.path}
-            language="python"
+            language={languageOf(file.path)}
             theme="vs-dark"
             value={file.content}
-            onChange={(value) => edit(file.path, value ?? "")}
+            onChange={() => storeEdit(editorRef.current)}
             onMount={onMount}
-            options={{ minimap: { enabled: false }, fontSize: 13, scrollBeyondLastLine: false, automaticLayout: true }}
+            options={{
+              minimap: { enabled: false },
+              fontSize: 13,
+              scrollBeyondLastLine: false,
+              automaticLayout: true,
+              readOnly: file.readOnly !== null,
+            }}
           />
         ) : (
-          <div className="empty">Open a recipe from the list on the left.</div>
+          <div className="empty">Open a file from the list on the left.</div>
         )}
       </div>
     </section>

@@ -1,11 +1,14 @@
-// The workspace's recipes: open, create from a starter template, rename and delete (after a
-// confirmation). The list follows the disk: files added or removed outside Galley show up.
+// The workspace's files: recipes, and the configs, datasets and notes kept next to them. Open
+// text files, create (a new .py file starts from a recipe template), rename and delete (after
+// a confirmation). Binary and oversized files are listed but not opened. The list follows the
+// disk: files added or removed outside Galley show up.
 import type { WorkspaceEntry } from "@galley/common";
 import { useState } from "react";
 
+import { closedReason, isRecipe, languageOf } from "../../lib/workspace-files";
 import { confirmAction } from "../../stores/dialogs";
 import { useUi } from "../../stores/ui";
-import { isDirty, recipeEntries, useWorkspace } from "../../stores/workspace";
+import { fileEntries, isDirty, useWorkspace } from "../../stores/workspace";
 
 const NEW_RECIPE = `"""Describe what this recipe shows."""
 
@@ -22,9 +25,18 @@ async def main(ctx: RecipeContext):
     print(reply.last_content())
 `;
 
-function withPyExtension(name: string): string {
+/** Appends `extension` (".py") to a typed name whose last segment has none. */
+function withExtension(name: string, extension: string): string {
   const trimmed = name.trim();
-  return trimmed.endsWith(".py") ? trimmed : `${trimmed}.py`;
+  const base = trimmed.slice(trimmed.lastIndexOf("/") + 1);
+  return base.lastIndexOf(".") > 0 ? trimmed : `${trimmed}${extension}`;
+}
+
+/** Returns the extension of a path's last segment with its dot and case, or "" without one. */
+function suffixOf(path: string): string {
+  const base = path.slice(path.lastIndexOf("/") + 1);
+  const dot = base.lastIndexOf(".");
+  return dot > 0 ? base.slice(dot) : "";
 }
 
 async function deleteFile(path: string): Promise<void> {
@@ -64,9 +76,12 @@ function FileItem({ entry, active, renaming, onRename }: { entry: WorkspaceEntry
   const reportError = useUi((state) => state.reportError);
   const dirty = useWorkspace((state) => isDirty(state.files[entry.path]));
 
+  const closed = closedReason(entry);
+
   if (renaming) {
     const submit = (name: string) => {
-      const target = withPyExtension(name);
+      // A name typed without an extension keeps the file's own.
+      const target = withExtension(name, suffixOf(entry.path));
       onRename(null);
       if (target === entry.path) return;
       void useWorkspace
@@ -84,14 +99,18 @@ function FileItem({ entry, active, renaming, onRename }: { entry: WorkspaceEntry
   return (
     <li className="file-row">
       <button
-        className={active ? "file active" : "file"}
-        data-testid="recipe-item"
+        className={["file", active ? "active" : "", isRecipe(entry.path) ? "" : "file-other"].filter(Boolean).join(" ")}
+        data-testid="workspace-file"
         data-path={entry.path}
-        title={entry.path}
+        data-language={languageOf(entry.path)}
+        data-closed={closed ? "true" : "false"}
+        title={closed ? `${entry.path}: ${closed.reason}` : entry.path}
+        disabled={closed !== null}
         onClick={() => void useWorkspace.getState().open(entry.path).catch((error: unknown) => reportError(`Opening ${entry.path}`, error))}
       >
         {entry.path}
         {dirty && <span className="dirty" title="Unsaved changes"> ●</span>}
+        {closed && <span className="file-note"> {closed.label}</span>}
       </button>
       <span className="file-actions">
         <button className="small icon" title={`Rename ${entry.path}`} aria-label={`Rename ${entry.path}`} data-testid="rename-file" onClick={() => onRename(entry.path)}>
@@ -119,31 +138,31 @@ export function Explorer() {
   const [creating, setCreating] = useState(false);
   const [renaming, setRenaming] = useState<string | null>(null);
 
-  const recipes = recipeEntries(entries);
+  const files = fileEntries(entries);
 
   function submitNew(name: string) {
-    const path = withPyExtension(name);
+    const path = withExtension(name, ".py");
     setCreating(false);
     void useWorkspace
       .getState()
-      .create(path, NEW_RECIPE)
+      .create(path, isRecipe(path) ? NEW_RECIPE : "")
       .catch((error: unknown) => reportError(`Creating ${path}`, error));
   }
 
   return (
     <aside className="explorer">
       <div className="panel-title">
-        <span title={root ?? undefined}>Recipes</span>
-        <button className="small" data-testid="new-recipe" onClick={() => setCreating(true)}>
+        <span title={root ?? undefined}>Workspace</span>
+        <button className="small" data-testid="new-recipe" title="New file; a name without an extension gets .py and a recipe template" onClick={() => setCreating(true)}>
           New
         </button>
       </div>
       {creating && <NameField initial="" onSubmit={submitNew} onCancel={() => setCreating(false)} testId="new-recipe-name" />}
-      <ul className="file-list" data-testid="recipe-list">
-        {recipes.map((entry) => (
+      <ul className="file-list" data-testid="file-list">
+        {files.map((entry) => (
           <FileItem key={entry.path} entry={entry} active={entry.path === active} renaming={renaming === entry.path} onRename={setRenaming} />
         ))}
-        {recipes.length === 0 && <li className="muted">No recipes in {root ?? "the workspace"}.</li>}
+        {files.length === 0 && <li className="muted">No files in {root ?? "the workspace"}.</li>}
       </ul>
     </aside>
   );

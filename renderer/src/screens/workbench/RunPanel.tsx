@@ -16,6 +16,7 @@ import { isDirty, useWorkspace } from "../../stores/workspace";
 import { ConfigForm } from "./ConfigForm";
 
 const NO_EVENTS: RunEvent[] = [];
+const FIELD_LIST = new Intl.ListFormat("en", { type: "conjunction" });
 
 export function RunPanel({ path }: { path: string }) {
   const schema = useRecipeConfig((state) => state.schemas[path]);
@@ -92,7 +93,7 @@ export function RunPanel({ path }: { path: string }) {
       )}
       {problems.length > 0 && (
         <p className="problem" data-testid="config-problems">
-          Fix {problems.length === 1 ? "this field" : `these ${problems.length} fields`} before running.
+          Fix {FIELD_LIST.format(problems.map((problem) => problem.field))} before running.
         </p>
       )}
 

@@ -4,6 +4,7 @@ import { useEffect, useMemo } from "react";
 import { Console } from "../../components/Console";
 import { GpuStrip } from "../../components/GpuStrip";
 import { toWorkspacePath } from "../../lib/locations";
+import { isRecipe } from "../../lib/workspace-files";
 import { useRecipeRunId, useRuns } from "../../stores/runs";
 import { useUi } from "../../stores/ui";
 import { useWorkspace } from "../../stores/workspace";
@@ -49,16 +50,16 @@ export function WorkbenchScreen() {
         <section className="console-pane">
           <div className="panel-title">
             <span>Console</span>
-            {run && <span className="muted">run {run.id}</span>}
+            {run && <span className="muted run-id">run {run.id}</span>}
           </div>
           <Console events={events} recipePath={active} />
         </section>
       </div>
-      {active ? (
+      {active && isRecipe(active) ? (
         <RunPanel path={active} />
       ) : (
-        <section className="run-panel">
-          <p className="muted">Open a recipe to run it.</p>
+        <section className="run-panel" data-testid="run-panel-idle">
+          <p className="muted">{active ? `${active} is not a recipe. Open a .py file to run it.` : "Open a recipe to run it."}</p>
         </section>
       )}
     </div>
