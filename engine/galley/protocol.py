@@ -231,7 +231,7 @@ METHODS: dict[str, type[WireModel] | None] = {
 #                       adapter, scalar, devices: [str], ranks: [{rank, device, planned_bytes,
 #                       available_bytes}], held: [{spawn, device, bytes}], plan: Plan dict | null};
 #                       raises what spawn would raise (spawn_refused with the planner's message and
-#                       data). The plan holds its bytes against this session's later plans until
+#                       data). The plan reserves its bytes against this session's later plans until
 #                       dealloc of its name or the session's end; "held" lists the earlier plans
 #                       that were subtracted from the devices' free memory
 #   list_spawns     -> {spawns: [SpawnTelemetry]} of every session

@@ -59,7 +59,7 @@ class Admission:
     def __init__(self, inventory: DeviceInventory):
         self.inventory = inventory
         # Session id -> spawn name -> placement of each spawn its dry run planned, in plan
-        # order. None for a spawn planned without a memory plan, which holds nothing.
+        # order. None for a spawn planned without a memory plan, which reserves nothing.
         self._dry_runs: dict[str, dict[str, Placement | None]] = {}
 
     @property
@@ -124,7 +124,7 @@ class Admission:
         """Place a dry-run spawn against the devices minus the session's earlier planned spawns.
 
         Returns the plan, its placement and those earlier holdings. A spawn that fits holds its
-        planned bytes for the session's later plans. A refused one holds nothing, but its name
+        planned bytes for the session's later plans. A refused one reserves nothing, but its name
         stays taken so that the recipe's later dealloc() of it succeeds. Raises InvalidRequest
         when the session already planned a spawn of this name, as spawn does.
         """

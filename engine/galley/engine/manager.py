@@ -445,7 +445,7 @@ class SpawnManager:
     async def plan(self, session: Session, params: PlanParams) -> dict[str, Any]:
         """Plan and place a spawn without starting it; raise what spawn would raise.
 
-        The plan holds its bytes against the session's later plans until the session deallocs
+        The plan reserves its bytes against the session's later plans until the session deallocs
         it or closes, so a dry run checks every spawn against what the earlier ones take.
         """
         record, base = await self._records(params.model.path)

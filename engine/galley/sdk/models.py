@@ -214,7 +214,7 @@ class InferenceModel:
         spawn = self._spawn
         if spawn.deallocated:
             return
-        # Under a dry run the engine holds each planned spawn's memory for the later plans,
+        # Under a dry run the engine reserves each planned spawn's memory for the later plans,
         # so dealloc() gives it back there too.
         if not spawn.dry_run_copy:
             await spawn.client.call("dealloc", {"spawn": spawn.name})

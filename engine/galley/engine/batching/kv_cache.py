@@ -3,7 +3,7 @@
 The cache owns a fixed number of token slots (the spawn's ``kv_cache_len``): per layer one
 flat key pool and one flat value pool of ``slots * heads * head_dim`` elements, allocated
 in full at the first insert. The memory plan counts exactly these bytes, so the cache never
-holds more than was planned, whatever the mix of sequence lengths.
+allocates more than was planned, whatever the mix of sequence lengths.
 
 The pools are viewed as (row_capacity, heads, column_capacity, head_dim) with
 ``row_capacity * column_capacity <= slots``. A row is a sequence and a column a token slot.
