@@ -15,6 +15,10 @@ measured ones:
   sum. The step's peak (``torch.cuda.max_memory_allocated``) is checked against the plan
   without overhead, and NVML's bytes for this process against the whole plan.
 
+Before the memory cases, each model decodes 128 new tokens after 128-token prompts through
+the batching scheduler at batch 1 and 64, and the decode tokens/s are compared with the
+bound that the GPU's measured copy bandwidth sets (``galley.bench.decode``).
+
 Training steps use the engine's optimizer (MasterWeightsAdamW: fp32 master weights and
 gradients, AdamW) on a micro-batch of two packed sequences, as the engine's trainer packs
 them. NOTE: the forward is transformers' own loss over every token, not the trainer's
@@ -49,6 +53,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402  (HF_HUB_OFFLINE must be set before transformers loads)
 
+from .bench.decode import DECODE_BATCHES, copy_bandwidth, measure_decode  # noqa: E402
 from .engine.devices import DeviceInventory  # noqa: E402
 from .engine.errors import SpawnRefused  # noqa: E402
 from .planner import ArchitectureFacts, DeviceCapacity, Plan, admit, plan_spawn  # noqa: E402
@@ -386,7 +391,25 @@ def _admit_on_gpu(plan: Plan, probe: MemoryProbe) -> None:
     )
 
 
-def check_model(key: str, probe: MemoryProbe, deadline: float) -> dict[str, Any]:
+def run_decode(model: Any, bandwidth: float, deadline: float) -> list[dict[str, Any]]:
+    """Measure decode throughput at each batch size in DECODE_BATCHES; a failure is reported, not raised."""
+    model.eval()
+    results: list[dict[str, Any]] = []
+    for batch in DECODE_BATCHES:
+        if time.monotonic() > deadline:
+            results.append({"batch": batch, "status": "skipped", "reason": "time budget used up"})
+            continue
+        try:
+            with torch.inference_mode():
+                results.append({"status": "ok", **measure_decode(model, batch=batch, bandwidth=bandwidth)})
+        except Exception as error:  # noqa: BLE001  the memory cases still run
+            print(f"decode at batch {batch} failed: {error!r}", file=sys.stderr)
+            results.append({"batch": batch, "status": "error", "reason": repr(error)})
+        torch.cuda.empty_cache()
+    return results
+
+
+def check_model(key: str, probe: MemoryProbe, deadline: float, bandwidth: float) -> dict[str, Any]:
     resource = find_architecture(key)
     facts = resource.facts()
     report: dict[str, Any] = {"key": key, "name": resource.name, "parameters": facts.parameters, "cases": []}
@@ -394,6 +417,7 @@ def check_model(key: str, probe: MemoryProbe, deadline: float) -> dict[str, Any]
     model = build_model(resource.config(), torch.bfloat16, probe.device)
     report["build_seconds"] = round(time.monotonic() - started, 2)
     report["weights_allocated"] = probe.allocated()
+    report["decode"] = run_decode(model, bandwidth, deadline)
 
     wrapped = False
     for case in default_cases():
@@ -480,11 +504,13 @@ def main(argv: list[str] | None = None) -> int:
     inventory = DeviceInventory("auto")
     device = torch.device("cuda", 0)
     report["device"] = _device_report(device, inventory)
+    bandwidth = copy_bandwidth(device)
+    report["device"]["copy_bandwidth_bytes_per_s"] = round(bandwidth)
     probe = MemoryProbe(device, inventory)
     deadline = started + args.budget_seconds
 
     report["models"] = [
-        check_model(key.strip(), probe, deadline) for key in args.models.split(",") if key.strip()
+        check_model(key.strip(), probe, deadline, bandwidth) for key in args.models.split(",") if key.strip()
     ]
     remaining = args.budget_seconds + 60 - (time.monotonic() - started)
     report["tests"] = {"ran": False} if args.skip_tests else run_gpu_tests(remaining)
