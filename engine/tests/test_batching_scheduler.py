@@ -166,6 +166,51 @@ def test_cache_memory_stays_within_kv_cache_len(tiny_lm: TinyLM):
     assert [future.result().ids for future in futures] == expected
 
 
+def test_joining_rows_reshape_cache_between_steps(tiny_lm: TinyLM):
+    """Rows joining a running batch change the cache's view, from a step outside inference mode as in the worker."""
+    cases = [(4, 12), (5, 10), (6, 10)]
+    prompts = [random_prompt(length, 300 + seed) for seed, (length, _) in enumerate(cases)]
+    expected = [
+        reference(tiny_lm, prompt, max_new)[0] for prompt, (_, max_new) in zip(prompts, cases, strict=True)
+    ]
+    scheduler = make_scheduler(tiny_lm, eos_token_ids=[], kv_cache_len=64)
+    first = scheduler.add(GenerationRequest(prompts[0], cases[0][1]))
+    for _ in range(3):
+        scheduler.step()
+    view_before = scheduler._batch.cache.column_capacity
+    later = [
+        scheduler.add(GenerationRequest(prompt, max_new))
+        for prompt, (_, max_new) in zip(prompts[1:], cases[1:], strict=True)
+    ]
+    scheduler.step()
+
+    assert scheduler.stats().running == 3
+    assert scheduler._batch.cache.column_capacity != view_before, "the join no longer changes the cache view"
+    results = run_to_completion(scheduler, [first, *later])
+    assert [result.ids for result in results] == expected
+
+
+def test_unwritten_cache_memory_is_never_read(tiny_lm: TinyLM, monkeypatch: pytest.MonkeyPatch):
+    """The pools start uninitialized; filled with NaN here, any read of an unwritten slot would show in the output."""
+    from galley.engine.batching import kv_cache
+
+    def nan_pool(size: int, *, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        return torch.full((size,), float("nan"), dtype=dtype, device=device)
+
+    monkeypatch.setattr(kv_cache.torch, "empty", nan_pool)
+    monkeypatch.setattr(kv_cache.torch, "empty_like", lambda pool: torch.full_like(pool, float("nan")))
+    prompts = [random_prompt(length, 400 + seed) for seed, (length, _) in enumerate(MIXED)]
+    expected = [
+        reference(tiny_lm, prompt, max_new)[0] for prompt, (_, max_new) in zip(prompts, MIXED, strict=True)
+    ]
+    scheduler = make_scheduler(tiny_lm, kv_cache_len=160)
+    futures = [
+        scheduler.add(GenerationRequest(prompt, max_new))
+        for prompt, (_, max_new) in zip(prompts, MIXED, strict=True)
+    ]
+    assert [result.ids for result in run_to_completion(scheduler, futures)] == expected
+
+
 def test_greedy_matches_with_max_batch_size(tiny_lm: TinyLM):
     prompts = [random_prompt(length, 200 + seed) for seed, (length, _) in enumerate(MIXED)]
     expected = [

@@ -153,7 +153,8 @@ class RunningBatch:
 
         Prompts of similar length share a forward, so little compute goes to padding.
         """
-        self.cache.reserve_rows(len(self.rows) + len(group))
+        with torch.inference_mode():  # the cache's tensors are inference tensors
+            self.cache.reserve_rows(len(self.rows) + len(group))
         for bucket in split_by_length(group, max_padding=MAX_PREFILL_PADDING):
             self._prefill_bucket(bucket)
 

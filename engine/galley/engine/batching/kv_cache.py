@@ -70,11 +70,15 @@ class BatchKVCache:
         return sum(pool.numel() * pool.element_size() for pool in (*self._key_pools, *self._value_pools))
 
     def _allocate_pools(self, like: list[torch.Tensor]) -> None:
-        """Allocate zeroed pools for ``slots`` tokens, shaped after ``like`` (one (n, heads, L, dim) tensor per layer)."""
+        """Allocate pools for ``slots`` tokens, shaped after ``like`` (one (n, heads, L, dim) tensor per layer).
+
+        They are left uninitialized: every column a forward reads, ``[0, length]`` of each
+        row, is written first (tokens, or zeros for padding).
+        """
         self._key_pools = [
-            torch.zeros(self.slots * t.shape[1] * t.shape[3], dtype=t.dtype, device=t.device) for t in like
+            torch.empty(self.slots * t.shape[1] * t.shape[3], dtype=t.dtype, device=t.device) for t in like
         ]
-        self._value_pools = [torch.zeros_like(pool) for pool in self._key_pools]
+        self._value_pools = [torch.empty_like(pool) for pool in self._key_pools]
         self._shapes = [(t.shape[1], t.shape[3]) for t in like]
 
     def _view(self, pools: list[torch.Tensor], columns: int) -> list[torch.Tensor]:
