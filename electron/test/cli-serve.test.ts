@@ -3,7 +3,6 @@
 // Without a server, a recipe that cannot load fails before any engine starts.
 import { type ChildProcess, spawn } from "node:child_process";
 import fs from "node:fs";
-import net from "node:net";
 import path from "node:path";
 
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
@@ -12,7 +11,7 @@ import type { EngineStatus, Run } from "../src/common/index.js";
 import { DEFAULT_MODEL_KEY } from "../src/node/control-plane.js";
 import { findServer } from "../src/node/cli/server-access.js";
 import { removeServeFile, ServeFile, writeServeFile } from "../src/node/server/local-access.js";
-import { type CliResult, engineAvailable, galleyBin, runCli, tempDir } from "./helpers.js";
+import { closedPort, engineAvailable, galleyBin, runCli, tempDir, type CliResult } from "./helpers.js";
 
 const BROWSER_TOKEN = "cli-serve-browser-token";
 const home = tempDir("cli-serve-home");
@@ -96,15 +95,6 @@ function engineProcesses(dataHome: string): number[] | null {
   return pids;
 }
 
-/** Returns a TCP port on 127.0.0.1 that nothing listens on. */
-async function closedPort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
 /** Returns the PID of a process that has exited. */
 async function exitedPid(): Promise<number> {
   const child = spawn(process.execPath, ["-e", ""], { stdio: "ignore" });
@@ -175,7 +165,8 @@ describe.skipIf(!engineAvailable("CLI with galley serve tests"))("galley CLI wit
     }
   };
 
-  beforeAll(async () => {
+  /** Starts `galley serve` on `home` and waits until its engine is ready. */
+  const startServe = async () => {
     // Output goes to a file: a pipe that the test does not drain while runCli blocks could fill and stall the server.
     const log = fs.openSync(path.join(recipes, "serve.log"), "w");
     serve = spawn(process.execPath, [galleyBin, "serve", "--port", "0"], {
@@ -197,7 +188,9 @@ describe.skipIf(!engineAvailable("CLI with galley serve tests"))("galley CLI wit
       await sleep(500);
     }
     expect(engine.state).toBe("ready");
-  }, 300_000);
+  };
+
+  beforeAll(startServe, 300_000);
 
   afterAll(() => {
     if (serve.exitCode === null) serve.kill("SIGKILL");
@@ -241,8 +234,9 @@ describe.skipIf(!engineAvailable("CLI with galley serve tests"))("galley CLI wit
     expect(result.stderr).not.toContain(path.join(home, "runs"));
   });
 
-  test("Ctrl-C cancels the run on the server", { timeout: 120_000 }, async () => {
-    const recipe = writeRecipe("sleeps.py", SLEEPING_RECIPE);
+  /** Starts `galley run` of a recipe that sleeps, and resolves once the recipe runs. */
+  const startSleepingRun = async (name: string) => {
+    const recipe = writeRecipe(name, SLEEPING_RECIPE);
     const child = spawn(process.execPath, [galleyBin, "run", recipe], {
       env: { ...process.env, GALLEY_HOME: home, GALLEY_LOG_LEVEL: "warn" },
       stdio: ["ignore", "pipe", "pipe"],
@@ -257,13 +251,52 @@ describe.skipIf(!engineAvailable("CLI with galley serve tests"))("galley CLI wit
         if (stdout.includes("waiting\n")) resolve();
       }),
     );
+    return { recipe, child, exited, stderr: () => stderr };
+  };
+
+  test.each([
+    ["SIGINT", 130, "Ctrl-C"],
+    ["SIGTERM", 143, "SIGTERM"],
+    ["SIGHUP", 129, "SIGHUP, the terminal closed"],
+  ] as const)("%s cancels the run on the server", { timeout: 120_000 }, async (signal, exitCode, reason) => {
+    const { recipe, child, exited, stderr } = await startSleepingRun(`sleeps-${signal}.py`);
     const running = await latestRun();
     expect(running.recipe_path).toBe(recipe);
     expect(running.status).toBe("running");
 
-    child.kill("SIGINT");
-    expect(await exited, stderr).toBe(130);
-    expect((await waitForRunEnd(running.id)).status).toBe("cancelled");
+    child.kill(signal);
+    expect(await exited, stderr()).toBe(exitCode);
+    const ended = await waitForRunEnd(running.id);
+    expect(ended.status).toBe("cancelled");
+    expect(ended.exit_code).toBe(exitCode);
+    expect(lastLine(stderr())).toBe(`galley: run ${running.id} cancelled (${reason})`);
+    expect(stderr()).not.toContain("cancelled by SIGTERM");
+  });
+
+  test("runs cancel stops a server run", { timeout: 120_000 }, async () => {
+    const { child, exited, stderr } = await startSleepingRun("sleeps-cancelled.py");
+    const running = await latestRun();
+    const cancelled = cli("runs", "cancel", running.id);
+    expect(cancelled.code, cancelled.stderr).toBe(0);
+    expect(cancelled.stdout).toBe(`run ${running.id} cancelled (exit code 143)\n`);
+    expect(await exited, stderr()).toBe(143);
+    expect(lastLine(stderr())).toBe(`galley: run ${running.id} was cancelled outside this terminal (exit code 143)`);
+    expect(child.exitCode).toBe(143);
+
+    const again = cli("runs", "cancel", running.id);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toContain(`error: run ${running.id} has already ended with status cancelled`);
+  });
+
+  test("runs show prints the recipe's own path", { timeout: 120_000 }, async () => {
+    const recipe = writeRecipe("raises-shown.py", RAISING_RECIPE);
+    expect(cli("run", recipe).code).toBe(1);
+    const run = await latestRun();
+    const result = cli("runs", "show", run.id);
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toContain(`error: ${recipe}:6: ValueError: the answer is not 42`);
+    expect(result.stdout).toContain(`File "${recipe}", line 6`);
+    expect(result.stdout).not.toContain(path.join(home, "runs", run.id, "recipe.py"));
   });
 
   test("engine flags conflict with the server", () => {
@@ -277,7 +310,9 @@ describe.skipIf(!engineAvailable("CLI with galley serve tests"))("galley CLI wit
     const result = cli("runs", "list", "--limit", "50");
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toMatch(/succeeded\s+0\s+.*generate\.py/);
-    expect(result.stdout).toMatch(/cancelled\s+143\s+.*sleeps\.py/);
+    expect(result.stdout).toMatch(/cancelled\s+130\s+.*sleeps-SIGINT\.py/);
+    expect(result.stdout).toMatch(/cancelled\s+143\s+.*sleeps-SIGTERM\.py/);
+    expect(result.stdout).toMatch(/cancelled\s+129\s+.*sleeps-SIGHUP\.py/);
   });
 
   test("browser token runs workspace files only", { timeout: 120_000 }, async () => {
@@ -330,6 +365,24 @@ describe.skipIf(!engineAvailable("CLI with galley serve tests"))("galley CLI wit
     expect(result.code, result.stderr).toBe(2);
     expect(lastLine(result.stderr)).toMatch(/^error: .*stale\.py:1: SyntaxError/);
     expect(fs.existsSync(serveFile)).toBe(false);
+  });
+
+  test("killed server ends the run as lost", { timeout: 300_000 }, async () => {
+    await startServe();
+    const { exited, stderr } = await startSleepingRun("sleeps-killed.py");
+    const running = await latestRun();
+    serve.kill("SIGKILL");
+    expect(await exited, stderr()).toBe(3);
+    expect(stderr()).toContain(`error: lost the connection to galley serve (pid ${serve.pid}) at ${record.url} before run ${running.id} ended`);
+    expect(stderr()).toContain(`the run may have stopped with the server. Check its status with \`galley runs show ${running.id}\``);
+    expect(stderr()).not.toContain("goes on there");
+
+    // The next control plane on the data directory marks the run failed, once the killed
+    // server is reaped (a zombie still answers kill(pid, 0)).
+    await serveExit;
+    const shown = cli("runs", "show", running.id);
+    expect(shown.code, shown.stderr).toBe(0);
+    expect(shown.stdout).toContain('"status": "failed"');
   });
 });
 

@@ -217,6 +217,8 @@ describe.skipIf(!engineAvailable("run manager tests"))("run manager with a real 
     expect(plane.runs.cancel(queued.id).status).toBe("running");
     const run = await plane.runs.waitForRun(queued.id);
     expect(run.status).toBe("cancelled");
+    // 128 + SIGTERM, the default signal of a cancel request.
+    expect(run.exit_code).toBe(143);
     expect(run.ended_at).not.toBeNull();
     expect(() => plane.runs.cancel(queued.id)).toThrow(/has already ended with status cancelled/);
   });

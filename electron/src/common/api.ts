@@ -44,6 +44,14 @@ function method<P extends z.ZodType, R extends z.ZodType>(spec: MethodSpec<P, R>
 const NoParams = z.object({});
 const KeyParams = z.object({ key: z.string() });
 const RunIdParams = z.object({ id: z.string() });
+/**
+ * The signal that made the caller cancel, e.g. SIGINT for Ctrl-C in `galley run`. A cancelled
+ * run's exit_code is 128 + its number (130, 143 or 129), the exit code of the `galley run`
+ * that followed it. Default SIGTERM, the signal the runner receives.
+ */
+export const CancelSignal = z.enum(["SIGINT", "SIGTERM", "SIGHUP"]);
+export type CancelSignal = z.infer<typeof CancelSignal>;
+const CancelRunParams = RunIdParams.extend({ signal: CancelSignal.default("SIGTERM") });
 const ModelList = z.object({ models: z.array(ModelRecord) });
 
 export const api = {
@@ -180,7 +188,7 @@ export const api = {
   }),
   "runs.cancel": method({
     http: { verb: "POST", path: "/api/runs/:id/cancel" },
-    params: RunIdParams,
+    params: CancelRunParams,
     result: Run,
     summary: "Stop a run: SIGTERM, then SIGKILL after a grace period.",
   }),

@@ -1,6 +1,7 @@
 // The control plane: registry, workspace, run manager, engine supervisor and the API server,
 // wired together. `galley serve`, `galley run` and the Electron main process each create one.
 import crypto from "node:crypto";
+import path from "node:path";
 
 import { ApiError, errorMessage, invalidRequest, notFound } from "./errors.js";
 import { EngineClient, EngineRpcError } from "./engine/engine-client.js";
@@ -16,6 +17,7 @@ import { RunStore } from "./registry/run-store.js";
 import { type RunnerCommand, RunManager } from "./runs/run-manager.js";
 import { Dispatcher } from "./server/dispatcher.js";
 import { createHandlers } from "./server/handlers.js";
+import { waitForLock } from "./server/home-lock.js";
 import { ApiServer } from "./server/http-server.js";
 import { newLocalToken, removeServeFile, writeServeFile } from "./server/local-access.js";
 import { WorkspaceWatcher } from "./workspace/watcher.js";
@@ -24,6 +26,9 @@ import { Workspace } from "./workspace/workspace.js";
 import type { ReleasedSpawn, Run } from "../common/index.js";
 
 export const DEFAULT_MODEL_KEY = "galley-tiny-qwen3";
+// Generating the default model takes about half a minute on a CPU; a holder that takes far
+// longer is stuck.
+const DEFAULTS_LOCK_TIMEOUT_MS = 10 * 60_000;
 
 export interface ControlPlaneOptions {
   /** Data directory; default GALLEY_HOME or the per-OS folder. */
@@ -117,13 +122,25 @@ export class ControlPlane {
     return `${this.address.url}/?token=${encodeURIComponent(this.token)}`;
   }
 
-  /** Seeds the workspace and registers the embedded default model when the registry is empty. */
+  /**
+   * Seeds the workspace and registers the embedded default model when the registry is empty.
+   * Control planes that start together on one data directory generate the model once: the
+   * others wait on defaults.lock and then find it registered.
+   */
   async ensureDefaults(): Promise<void> {
     seedWorkspace(this.workspace.root, this.layout.resourcesDir, this.log);
     if (this.models.store.count() > 0) return;
-    this.log.info("the registry is empty: generating the default model (a tiny random Qwen3)", { key: DEFAULT_MODEL_KEY });
-    const { model } = await this.models.makeTiny("qwen3", DEFAULT_MODEL_KEY);
-    this.log.info("registered the default model", { key: model.key, path: model.path });
+    const release = await waitForLock(path.join(this.paths.home, "defaults.lock"), DEFAULTS_LOCK_TIMEOUT_MS, (holder) =>
+      this.log.info("waiting for another galley process to create the default model", { pid: holder }),
+    );
+    try {
+      if (this.models.store.count() > 0) return;
+      this.log.info("the registry is empty: generating the default model (a tiny random Qwen3)", { key: DEFAULT_MODEL_KEY });
+      const { model } = await this.models.makeTiny("qwen3", DEFAULT_MODEL_KEY);
+      this.log.info("registered the default model", { key: model.key, path: model.path });
+    } finally {
+      release();
+    }
   }
 
   async listen(port = 0, host = "127.0.0.1"): Promise<{ url: string; port: number }> {

@@ -15,9 +15,40 @@ export class CliError extends Error {
   constructor(
     message: string,
     readonly exitCode = 1,
+    /** Lines printed after the message, such as every problem of a rejected file. */
+    readonly reasons: string[] = [],
   ) {
     super(message);
   }
+}
+
+/** Exit code of a command that could not reach the Galley server or lost its connection to it. */
+export const EXIT_SERVER_UNREACHABLE = 3;
+
+/** Thrown when the server at GALLEY_URL or in serve.json cannot be reached; exits 3. */
+export class ServerUnreachableError extends CliError {
+  constructor(message: string) {
+    super(message, EXIT_SERVER_UNREACHABLE);
+  }
+}
+
+// Enough reasons to fix a file in one pass without scrolling past the terminal.
+const MAX_PRINTED_REASONS = 20;
+const MORE_REASONS = /^… and (\d+) more/;
+
+/**
+ * Prints the reasons of an error under its message, at most MAX_PRINTED_REASONS of them. A
+ * single reason that the message already contains is not repeated.
+ */
+function printReasons(message: string, reasons: string[]): void {
+  if (reasons.length === 0 || (reasons.length === 1 && message.includes(reasons[0]!))) return;
+  // The registry lists a bounded number of reasons and ends with "… and N more problems".
+  const summary = MORE_REASONS.exec(reasons.at(-1)!);
+  const listed = summary ? reasons.slice(0, -1) : reasons;
+  const unlisted = summary ? Number(summary[1]) : 0;
+  for (const reason of listed.slice(0, MAX_PRINTED_REASONS)) process.stderr.write(`  ${reason}\n`);
+  const hidden = Math.max(listed.length - MAX_PRINTED_REASONS, 0) + unlisted;
+  if (hidden > 0) process.stderr.write(`  … and ${hidden} more\n`);
 }
 
 export function openControlPlane(
@@ -37,9 +68,15 @@ export function openControlPlane(
 export function reportError(error: unknown): number {
   if (error instanceof CliError) {
     process.stderr.write(`error: ${error.message}\n`);
+    printReasons(error.message, error.reasons);
     return error.exitCode;
   }
-  if (error instanceof ApiError || error instanceof EngineStartError) {
+  if (error instanceof ApiError) {
+    process.stderr.write(`error: ${error.message}\n`);
+    printReasons(error.message, error.details.reasons ?? []);
+    return 1;
+  }
+  if (error instanceof EngineStartError) {
     process.stderr.write(`error: ${error.message}\n`);
     return 1;
   }

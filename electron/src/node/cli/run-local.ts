@@ -1,8 +1,9 @@
 // `galley run` without a server: an in-process control plane and, once the recipe passes its
 // check, an engine of its own, both stopped when the run ends.
+import type { CancelSignal } from "../../common/index.js";
 import { DEFAULT_MODEL_KEY } from "../control-plane.js";
 import { type GlobalOptions, openControlPlane } from "./context.js";
-import { finishRun, runPrinter, snapshotNames } from "./run-output.js";
+import { finishRun, ignoreClosedTerminal, runPrinter, snapshotNames } from "./run-output.js";
 
 export interface RunRequest {
   /** The recipe path as the person typed it, shown in messages. */
@@ -24,14 +25,18 @@ export async function runInProcess(request: RunRequest, engine: EngineSettings, 
   // recipe that cannot load fails in about a second and no engine starts.
   const plane = openControlPlane(global, "warn", { ...engine, startEngineOnDemand: true });
   let runId: string | null = null;
-  const onSignal = () => {
-    if (!runId) return;
+  let cancelSignal: CancelSignal | null = null;
+  const onSignal = (signal: CancelSignal) => {
+    if (signal === "SIGHUP") ignoreClosedTerminal();
+    if (!runId || cancelSignal) return;
+    cancelSignal = signal;
     try {
-      plane.runs.cancel(runId);
+      plane.runs.cancel(runId, signal);
     } catch {
       // The run ended in the meantime.
     }
   };
+  const handlers = (["SIGINT", "SIGTERM", "SIGHUP"] as const).map((signal) => [signal, () => onSignal(signal)] as const);
   try {
     if (plane.models.store.count() === 0) {
       process.stderr.write(`galley: the registry is empty; generating the default model ${DEFAULT_MODEL_KEY} (about half a minute)\n`);
@@ -39,15 +44,13 @@ export async function runInProcess(request: RunRequest, engine: EngineSettings, 
     await plane.ensureDefaults();
     await plane.listen(0);
 
-    process.once("SIGINT", onSignal);
-    process.once("SIGTERM", onSignal);
+    for (const [signal, handler] of handlers) process.once(signal, handler);
     const queued = plane.runs.startRun({ recipe_path: request.recipePath, config: request.config, dry_run: request.dryRun });
     runId = queued.id;
     plane.runs.on("event", runPrinter(queued.id, snapshotNames(plane.runs.runDir(queued.id), request.recipe, request.configFile)));
-    return finishRun(await plane.runs.waitForRun(queued.id));
+    return finishRun(await plane.runs.waitForRun(queued.id), cancelSignal);
   } finally {
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
+    for (const [signal, handler] of handlers) process.off(signal, handler);
     await plane.close();
   }
 }

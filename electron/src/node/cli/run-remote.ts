@@ -1,11 +1,13 @@
 // `galley run` through a running server (`galley serve` or the app). The server's engine runs
 // the recipe under its memory admission, and the run appears live in the server's run history
-// and GPU panel. The terminal prints its output from the server's WebSocket, and Ctrl-C
-// cancels the run on the server.
-import type { Run, ServerEvent } from "../../common/index.js";
-import { CliError } from "./context.js";
+// and GPU panel. The terminal prints its output from the server's WebSocket, and Ctrl-C,
+// SIGTERM or a closed terminal (SIGHUP) cancels the run on the server.
+import os from "node:os";
+
+import type { CancelSignal, Run, ServerEvent } from "../../common/index.js";
+import { CliError, ServerUnreachableError } from "./context.js";
 import type { RunRequest } from "./run-local.js";
-import { finishRun, runPrinter, snapshotNames } from "./run-output.js";
+import { finishRun, ignoreClosedTerminal, runPrinter, snapshotNames } from "./run-output.js";
 import { type ServerAccess, ServerError } from "./server-access.js";
 import { ServerSocket } from "./server-socket.js";
 
@@ -19,24 +21,31 @@ export async function runOnServer(request: RunRequest, server: ServerAccess): Pr
   socket.onEvent((event) => (handle ? handle(event) : early.push(event)));
 
   let runId: string | null = null;
-  let cancelling = false;
-  const onSignal = () => {
-    if (!runId) return;
-    if (cancelling) {
-      process.stderr.write(`galley: run ${runId} may still be stopping on ${server.source}; see \`galley runs show ${runId}\`\n`);
-      process.exit(130);
-    }
-    cancelling = true;
-    socket.request("runs.cancel", { id: runId }).catch(() => {
+  // The first signal received; a signal before the run has an id cancels it once it has one.
+  let cancelSignal: CancelSignal | null = null;
+  const requestCancel = (id: string, signal: CancelSignal) => {
+    socket.request("runs.cancel", { id, signal }).catch(() => {
       // It ended in the meantime; its last status arrives as usual.
     });
   };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
+  const onSignal = (signal: CancelSignal) => {
+    if (signal === "SIGHUP") ignoreClosedTerminal();
+    if (cancelSignal) {
+      if (signal === "SIGHUP") return;
+      const check = runId ? `\`galley runs show ${runId}\`` : "`galley runs list`";
+      process.stderr.write(`galley: the run may still be stopping on ${server.source}; check it with ${check}\n`);
+      process.exit(128 + os.constants.signals[signal]);
+    }
+    cancelSignal = signal;
+    if (runId) requestCancel(runId, signal);
+  };
+  const handlers = SIGNALS.map((signal) => [signal, () => onSignal(signal)] as const);
+  for (const [signal, handler] of handlers) process.on(signal, handler);
 
   try {
     const queued = await startRun(socket, request);
     runId = queued.id;
+    if (cancelSignal) requestCancel(queued.id, cancelSignal);
     const detail = await socket.request("runs.get", { id: queued.id });
     const print = runPrinter(queued.id, snapshotNames(detail.run_dir, request.recipe, request.configFile));
 
@@ -45,17 +54,28 @@ export async function runOnServer(request: RunRequest, server: ServerAccess): Pr
         print(event);
         if (event.type === "run.status" && event.run.id === queued.id && TERMINAL.has(event.run.status)) resolve(event.run);
       };
-      socket.onClose(() =>
-        reject(new CliError(`lost the connection to ${server.source} at ${server.url}; run ${queued.id} goes on there; see \`galley runs show ${queued.id}\``)),
-      );
+      socket.onClose(() => reject(lostConnection(server.source, server.url, queued.id)));
     });
     for (const event of early.splice(0)) handle!(event);
-    return finishRun(await ended);
+    return finishRun(await ended, cancelSignal);
   } finally {
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
+    for (const [signal, handler] of handlers) process.off(signal, handler);
     socket.close();
   }
+}
+
+const SIGNALS: CancelSignal[] = ["SIGINT", "SIGTERM", "SIGHUP"];
+
+/**
+ * Returns the error for a connection that closed before the run ended. Whether the run goes on
+ * is unknown here: a server that stopped or crashed ends its runners, and the next server on
+ * the data directory marks such runs failed.
+ */
+export function lostConnection(source: string, url: string, runId: string): ServerUnreachableError {
+  return new ServerUnreachableError(
+    `lost the connection to ${source} at ${url} before run ${runId} ended; the run may have stopped with the server. ` +
+      `Check its status with \`galley runs show ${runId}\``,
+  );
 }
 
 /**

@@ -4,7 +4,7 @@
 import { ApiErrorBody } from "../../common/index.js";
 import { readServeFile, removeServeFile, serveFilePath } from "../server/local-access.js";
 import { processExists } from "../processes.js";
-import { CliError } from "./context.js";
+import { CliError, ServerUnreachableError } from "./context.js";
 
 export interface ServerAccess {
   /** Origin of the server's HTTP API. */
@@ -52,7 +52,7 @@ async function probe(url: string, token: string): Promise<Probe> {
     const cause = (error as { cause?: { code?: string; message?: string } }).cause;
     if (cause?.code === "ECONNREFUSED") return "gone";
     if ((error as Error).name === "TimeoutError") return { failure: `it did not respond within ${PROBE_TIMEOUT_MS / 1000} s` };
-    return { failure: `the request failed: ${(error as Error).message}${cause?.message ? ` (${cause.message})` : ""}` };
+    return { failure: `the request failed: ${describeConnectionError(error)}` };
   }
 }
 
@@ -95,17 +95,43 @@ export async function findServer(home: string, env: NodeJS.ProcessEnv = process.
 /** Thrown for an API error body; carries the code so that commands can pick an exit code. */
 export class ServerError extends CliError {
   constructor(readonly body: ApiErrorBody) {
-    super(body.message);
+    super(body.message, 1, body.reasons ?? []);
   }
+}
+
+/**
+ * Describes why a connection to the server failed, in one phrase. Node's fetch (undici) rejects
+ * the ports that the Fetch standard lists as unsafe (e.g. 1, 6000, 6665-6669) with "bad port"
+ * before it connects, so such a port needs its own explanation.
+ */
+export function describeConnectionError(error: unknown): string {
+  const cause = (error as { cause?: unknown }).cause;
+  const reason = cause instanceof Error ? cause : error instanceof Error ? error : new Error(String(error));
+  if (reason.message === "bad port") {
+    return "the port is blocked by Node's HTTP client (fetch rejects ports it considers unsafe, such as 1 and 6000); restart `galley serve` with another --port and update GALLEY_URL";
+  }
+  return reason.message;
+}
+
+/** Returns the error for a server that did not answer, with the hint that fits where its address came from. */
+export function serverUnreachable(server: ServerAccess, what: string, error: unknown): ServerUnreachableError {
+  const hint =
+    server.source === "GALLEY_URL" ? "check GALLEY_URL and that `galley serve` is running" : `check that ${server.source} is still running`;
+  return new ServerUnreachableError(`${what} of ${server.source} at ${server.url} failed: ${describeConnectionError(error)}; ${hint}`);
 }
 
 /** Sends one HTTP API call and returns its JSON result; API errors become ServerError. */
 export async function callServer<T>(server: ServerAccess, verb: "GET" | "POST", route: string, body?: unknown): Promise<T> {
-  const response = await fetch(new URL(route, server.url), {
-    method: verb,
-    headers: { Authorization: `Bearer ${server.token}`, ...(body === undefined ? {} : { "Content-Type": "application/json" }) },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
+  let response: Response;
+  try {
+    response = await fetch(new URL(route, server.url), {
+      method: verb,
+      headers: { Authorization: `Bearer ${server.token}`, ...(body === undefined ? {} : { "Content-Type": "application/json" }) },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+  } catch (error) {
+    throw serverUnreachable(server, `${verb} ${route}`, error);
+  }
   const value = (await response.json().catch(() => null)) as unknown;
   if (response.ok) return value as T;
   const parsed = ApiErrorBody.safeParse((value as { error?: unknown } | null)?.error);

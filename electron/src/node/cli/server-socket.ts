@@ -3,8 +3,8 @@
 import WebSocket from "ws";
 
 import { type ApiMethod, type ApiParams, type ApiResult, type ServerEvent, type ServerMessage } from "../../common/index.js";
-import { CliError } from "./context.js";
-import { type ServerAccess, ServerError } from "./server-access.js";
+import { ServerUnreachableError } from "./context.js";
+import { type ServerAccess, ServerError, serverUnreachable } from "./server-access.js";
 
 interface Pending {
   resolve(result: unknown): void;
@@ -24,7 +24,7 @@ export class ServerSocket {
   ) {
     ws.on("message", (data) => this.receive(data.toString()));
     ws.on("close", () => {
-      const lost = new CliError(`lost the connection to ${server.source} at ${server.url}`);
+      const lost = new ServerUnreachableError(`lost the connection to ${server.source} at ${server.url}`);
       for (const waiter of this.pending.values()) waiter.reject(lost);
       this.pending.clear();
       if (!this.closedByUs) for (const listener of this.closeListeners) listener();
@@ -37,7 +37,7 @@ export class ServerSocket {
     });
     await new Promise<void>((resolve, reject) => {
       ws.once("open", () => resolve());
-      ws.once("error", (error) => reject(new CliError(`cannot open the WebSocket of ${server.source} at ${server.url}: ${error.message}`)));
+      ws.once("error", (error) => reject(serverUnreachable(server, "opening the WebSocket", error)));
     });
     // Errors after the handshake end in "close", which rejects pending requests.
     ws.on("error", () => {});

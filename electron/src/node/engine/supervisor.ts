@@ -11,6 +11,7 @@ import readline from "node:readline";
 import { type EngineState, type EngineStatus, Telemetry } from "../../common/index.js";
 import type { DataPaths, InstallLayout } from "../layout.js";
 import type { Logger } from "../log.js";
+import { processExists } from "../processes.js";
 import { assertPythonExists, pythonEnv } from "../python.js";
 import { EngineClient } from "./engine-client.js";
 import { TelemetryHistory } from "./telemetry-history.js";
@@ -48,6 +49,29 @@ const MAX_CONSECUTIVE_RESTARTS = 10;
 const STOP_GRACE_MS = 10_000;
 const KEPT_LOG_LINES = 40;
 
+const TOKEN_FILE = /^engine-(\d+)\.token$/;
+
+/**
+ * Removes the engine token files of control planes that exited without `stop` (killed with
+ * SIGKILL, or crashed). The pid in a file's name is its control plane's; files of live
+ * processes stay.
+ */
+export function removeStaleTokenFiles(home: string, log: Logger): void {
+  let names: string[];
+  try {
+    names = fs.readdirSync(home);
+  } catch (error) {
+    log.warn("cannot list the data directory for stale engine token files", { home, error: (error as Error).message });
+    return;
+  }
+  for (const name of names) {
+    const pid = Number(TOKEN_FILE.exec(name)?.[1]);
+    if (!pid || pid === process.pid || processExists(pid)) continue;
+    fs.rmSync(path.join(home, name), { force: true });
+    log.info("removed the engine token file of an exited control plane", { file: name, pid });
+  }
+}
+
 export class EngineSupervisor extends EventEmitter<{ status: [EngineStatus]; telemetry: [Telemetry] }> {
   readonly history = new TelemetryHistory();
   private state: EngineState = "stopped";
@@ -71,6 +95,7 @@ export class EngineSupervisor extends EventEmitter<{ status: [EngineStatus]; tel
   constructor(private readonly options: SupervisorOptions) {
     super();
     this.tokenFile = path.join(options.paths.home, `engine-${process.pid}.token`);
+    removeStaleTokenFiles(options.paths.home, options.log);
   }
 
   get log(): Logger {

@@ -5,9 +5,10 @@ import { type ChildProcess, spawn } from "node:child_process";
 import crypto from "node:crypto";
 import { EventEmitter } from "node:events";
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 
-import type { Run, RunEvent, RunEventType, RunStatus, ServerEvent } from "../../common/index.js";
+import type { CancelSignal, Run, RunEvent, RunEventType, RunStatus, ServerEvent } from "../../common/index.js";
 import { TERMINAL_RUN_STATUSES } from "../../common/index.js";
 import type { EngineConnection } from "../engine/supervisor.js";
 import { conflict, errorMessage, notFound } from "../errors.js";
@@ -47,6 +48,8 @@ interface ActiveRun {
   child: ChildProcess | null;
   seq: number;
   cancelRequested: boolean;
+  /** The signal named by the cancel request; the cancelled run's exit_code is 128 + its number. */
+  cancelSignal: CancelSignal;
   /** Resolves when a cancel arrives before the runner process exists. */
   cancelledWhileQueued: Promise<null>;
   resolveCancelledWhileQueued(): void;
@@ -121,6 +124,7 @@ export class RunManager extends EventEmitter<{ event: [ServerEvent] }> {
       child: null,
       seq: 0,
       cancelRequested: false,
+      cancelSignal: "SIGTERM",
       cancelledWhileQueued,
       resolveCancelledWhileQueued: resolveCancelled,
       killTimer: null,
@@ -137,14 +141,27 @@ export class RunManager extends EventEmitter<{ event: [ServerEvent] }> {
     return active ? active.done : this.store.get(id);
   }
 
-  cancel(id: string): Run {
+  /**
+   * Stops a run: SIGTERM to its runner, then SIGKILL after the grace period. `signal` names why
+   * the caller cancels (SIGINT for Ctrl-C in `galley run`); the runner always receives SIGTERM.
+   */
+  cancel(id: string, signal: CancelSignal = "SIGTERM"): Run {
     const run = this.store.get(id);
     const active = this.active.get(id);
-    if (!active || TERMINAL_RUN_STATUSES.includes(run.status)) {
-      throw conflict(`run ${id} has already ended with status ${run.status}`);
+    if (TERMINAL_RUN_STATUSES.includes(run.status)) {
+      throw conflict(`run ${id} has already ended with status ${run.status}; only a queued or running run can be cancelled`);
     }
+    if (!active) {
+      // The run is recorded as active, but no runner of this control plane runs it: it belongs
+      // to a `galley run` with its own control plane, or to a control plane that died.
+      throw conflict(
+        `run ${id} is ${run.status} in another galley process, not in this one; press Ctrl-C in the terminal of its \`galley run\`, ` +
+          "or stop that process (a run left by a stopped server is marked failed when the next one starts)",
+      );
+    }
+    if (!active.cancelRequested) active.cancelSignal = signal;
     active.cancelRequested = true;
-    this.options.log.info("cancelling run", { run: id, pid: active.child?.pid });
+    this.options.log.info("cancelling run", { run: id, pid: active.child?.pid, signal });
     if (!active.child) {
       active.resolveCancelledWhileQueued();
     } else {
@@ -329,8 +346,14 @@ export class RunManager extends EventEmitter<{ event: [ServerEvent] }> {
     this.appendEvent(active, parsed.type, parsed.payload);
   }
 
+  /**
+   * Records how the run ended. A cancelled run stores 128 + the number of the cancel request's
+   * signal (130 for Ctrl-C), whatever the runner returned, so that the record and the exit code
+   * of the `galley run` that cancelled it agree. The log keeps the runner's own exit status.
+   */
   private end(active: ActiveRun, status: RunStatus, code: number | null, error: Run["error"]): Run {
-    const run = this.store.finish(active.id, { status, exit_code: code, error });
+    const exitCode = status === "cancelled" ? 128 + os.constants.signals[active.cancelSignal] : code;
+    const run = this.store.finish(active.id, { status, exit_code: exitCode, error });
     return this.setStatus(active, run);
   }
 }

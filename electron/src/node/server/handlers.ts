@@ -65,7 +65,7 @@ export function createHandlers(plane: ControlPlane): Handlers {
       plane.runStore.get(id);
       return { events: plane.runStore.events(id, after_seq, limit) };
     },
-    "runs.cancel": ({ id }) => plane.runs.cancel(id),
+    "runs.cancel": ({ id, signal }) => plane.runs.cancel(id, signal),
 
     "engine.status": engineStatus,
     "telemetry.snapshot": () => ({ telemetry: plane.engine?.history.latest() ?? null }),

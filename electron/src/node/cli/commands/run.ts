@@ -1,5 +1,5 @@
-// `galley run RECIPE`: runs one recipe and exits with the runner's exit code (0 ok, 1 the
-// recipe raised, 2 it could not load, 130 cancelled). The run goes through a server and its
+// `galley run RECIPE`: runs one recipe and exits with the runner's exit code (see EXIT_CODES).
+// Ctrl-C, SIGTERM and SIGHUP (a closed terminal) cancel the run. The run goes through a server and its
 // engine when `galley serve` or the app runs on the same data directory (serve.json) or
 // GALLEY_URL is set. Otherwise it gets an in-process control plane and engine.
 import fs from "node:fs";
@@ -8,7 +8,7 @@ import path from "node:path";
 import type { Command } from "commander";
 
 import { resolveDataHome } from "../../layout.js";
-import { CliError, type GlobalOptions } from "../context.js";
+import { CliError, EXIT_SERVER_UNREACHABLE, type GlobalOptions } from "../context.js";
 import { type EngineSettings, type RunRequest, runInProcess } from "../run-local.js";
 import { runOnServer } from "../run-remote.js";
 import { findServer, type ServerAccess } from "../server-access.js";
@@ -96,13 +96,24 @@ async function runRecipe(recipe: string, options: RunOptions, global: GlobalOpti
   return runOnServer(request, server);
 }
 
+const EXIT_CODES = `Exit codes:
+  0    the recipe returned
+  1    the recipe raised (its traceback and an "error: FILE:LINE: message" line are printed)
+  2    the recipe, its config or the command line could not be used; nothing of the recipe ran
+  ${EXIT_SERVER_UNREACHABLE}    the Galley server (GALLEY_URL or serve.json) could not be reached, or the
+       connection to it was lost before the run ended
+  130  cancelled by Ctrl-C (SIGINT); 143 by SIGTERM; 129 by SIGHUP (the terminal closed).
+       A run cancelled elsewhere (workbench, \`galley runs cancel\`) exits 143.
+       The run's record stores the same exit code with status "cancelled".`;
+
 export function registerRunCommand(program: Command, global: () => GlobalOptions): void {
   program
     .command("run <recipe>")
     .description(
-      "run a recipe file and exit with its exit code (0 ok, 1 raised, 2 could not load, 130 cancelled); " +
+      "run a recipe file and exit with its exit code (0 ok, 1 raised, 2 could not load, 3 server unreachable, 130 cancelled); " +
         "goes through `galley serve` when it runs on this data directory or GALLEY_URL is set, else starts its own engine",
     )
+    .addHelpText("after", `\n${EXIT_CODES}`)
     .option("--config <file>", "JSON file with the recipe's input config")
     .option("--dry-run", "plan every spawn and stop before the first compute call")
     .option("--devices <spec>", 'virtual devices for an own engine, e.g. "4x80GiB" (not with a running server)')

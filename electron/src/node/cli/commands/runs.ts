@@ -1,22 +1,27 @@
-// `galley runs ...`: run history, from the running server when there is one (serve.json or
-// GALLEY_URL), else from the registry in the data directory.
+// `galley runs ...`: run history and cancelling, through the running server when there is one
+// (serve.json or GALLEY_URL), else on the registry in the data directory.
 import type { Command } from "commander";
 
-import { type Run, type RunDetail, type RunEvent, RunStatus } from "../../../common/index.js";
+import { type Run, type RunDetail, type RunEvent, RunStatus, TERMINAL_RUN_STATUSES } from "../../../common/index.js";
 import { resolveDataHome } from "../../layout.js";
 import { CliError, type GlobalOptions, openControlPlane, parsePositiveInt } from "../context.js";
 import { table } from "../format.js";
-import { describeRunEvent } from "../run-output.js";
+import { describeRunEvent, dropRunnerCancelLine, localizer, snapshotNames } from "../run-output.js";
 import { callServer, findServer, type ServerAccess } from "../server-access.js";
 
 // Every event of a run, as far as one request returns them (the API's maximum).
 const MAX_EVENTS = 100_000;
+// How long `runs cancel` waits for the run to end: the run manager's SIGTERM-to-SIGKILL grace
+// (5 s by default) plus time for the runner to exit.
+const CANCEL_WAIT_MS = 15_000;
+const CANCEL_POLL_MS = 200;
 
 /** Reads run history from a server, or from the data directory's registry. */
 interface RunHistory {
   list(limit: number, status: RunStatus | undefined): Promise<Run[]>;
   detail(id: string): Promise<RunDetail>;
   events(id: string): Promise<RunEvent[]>;
+  cancel(id: string): Promise<Run>;
   close(): void;
 }
 
@@ -30,6 +35,7 @@ function serverHistory(server: ServerAccess): RunHistory {
     events: async (id) =>
       (await callServer<{ events: RunEvent[] }>(server, "GET", `/api/runs/${encodeURIComponent(id)}/events?after_seq=-1&limit=${MAX_EVENTS}`))
         .events,
+    cancel: (id) => callServer<Run>(server, "POST", `/api/runs/${encodeURIComponent(id)}/cancel`, {}),
     close: () => {},
   };
 }
@@ -40,6 +46,9 @@ function registryHistory(global: GlobalOptions): RunHistory {
     list: (limit, status) => Promise.resolve(plane.runStore.list(limit, status)),
     detail: (id) => Promise.resolve(plane.runStore.detail(id)),
     events: (id) => Promise.resolve(plane.runStore.events(id, -1, MAX_EVENTS)),
+    // This control plane runs nothing, so its run manager rejects every cancel with the run's
+    // status: ended, or active in another galley process that serves no API.
+    cancel: (id) => Promise.resolve().then(() => plane.runs.cancel(id)),
     close: () => plane.db.close(),
   };
 }
@@ -81,11 +90,16 @@ async function showRun(id: string, global: GlobalOptions): Promise<void> {
   try {
     const { recipe_source: _source, ...record } = await history.detail(id);
     process.stdout.write(`${JSON.stringify(record, null, 2)}\n--- output and events\n`);
+    // Tracebacks name the run's snapshot of the recipe; show the recipe's own path instead.
+    const localize = localizer(snapshotNames(record.run_dir, record.recipe_path, undefined));
     for (const event of await history.events(id)) {
-      if (event.type === "stdout" || event.type === "stderr") process.stdout.write(String(event.payload.text));
-      else {
+      if (event.type === "stdout") process.stdout.write(localize(String(event.payload.text)));
+      else if (event.type === "stderr") {
+        const text = String(event.payload.text);
+        process.stdout.write(localize(record.status === "cancelled" ? dropRunnerCancelLine(text) : text));
+      } else {
         const line = describeRunEvent(event);
-        if (line) process.stdout.write(`${line}\n`);
+        if (line) process.stdout.write(`${localize(line)}\n`);
       }
     }
   } finally {
@@ -93,8 +107,31 @@ async function showRun(id: string, global: GlobalOptions): Promise<void> {
   }
 }
 
+/** Cancels a run and waits until it has ended, or until CANCEL_WAIT_MS have passed. */
+async function cancelRun(id: string, global: GlobalOptions): Promise<void> {
+  const history = await openHistory(global);
+  try {
+    await history.cancel(id);
+    const deadline = Date.now() + CANCEL_WAIT_MS;
+    for (;;) {
+      const run = await history.detail(id);
+      if (TERMINAL_RUN_STATUSES.includes(run.status)) {
+        process.stdout.write(`run ${id} ${run.status}${run.exit_code === null ? "" : ` (exit code ${run.exit_code})`}\n`);
+        return;
+      }
+      if (Date.now() > deadline) {
+        process.stdout.write(`run ${id} is still ${run.status} after ${CANCEL_WAIT_MS / 1000} s; check it with \`galley runs show ${id}\`\n`);
+        return;
+      }
+      await new Promise((resolve) => setTimeout(resolve, CANCEL_POLL_MS));
+    }
+  } finally {
+    history.close();
+  }
+}
+
 export function registerRunsCommands(program: Command, global: () => GlobalOptions): void {
-  const runs = program.command("runs").description("inspect past runs");
+  const runs = program.command("runs").description("inspect and cancel runs");
 
   runs
     .command("list")
@@ -107,4 +144,9 @@ export function registerRunsCommands(program: Command, global: () => GlobalOptio
     .command("show <id>")
     .description("print a run's record and its output and events")
     .action((id: string) => showRun(id, global()));
+
+  runs
+    .command("cancel <id>")
+    .description("cancel a queued or running run of `galley serve` or the app, and wait until it has ended")
+    .action((id: string) => cancelRun(id, global()));
 }

@@ -1,7 +1,11 @@
 // `galley serve`: the control plane over HTTP + WebSocket for a browser, until Ctrl-C.
+import fs from "node:fs";
+import path from "node:path";
+
 import type { Command } from "commander";
 
 import { resolveDataHome } from "../../layout.js";
+import { tryLock } from "../../server/home-lock.js";
 import { serveFilePath } from "../../server/local-access.js";
 import { CliError, type GlobalOptions, openControlPlane, parsePositiveInt } from "../context.js";
 import { findServer } from "../server-access.js";
@@ -22,7 +26,33 @@ async function serve(options: ServeOptions, global: GlobalOptions): Promise<void
   if (keepWarm !== null && !(keepWarm >= 0)) throw new CliError(`--keep-warm must be a number of seconds, got "${options.keepWarm}"`, 2);
 
   // One control plane per data directory, so that one engine admits every spawn on these GPUs.
+  // serve.lock, held from here until shutdown, makes a second `galley serve` that starts at the
+  // same moment fail here instead of racing this one through the default model's creation.
   const home = global.home ?? resolveDataHome();
+  fs.mkdirSync(home, { recursive: true });
+  const lockFile = path.join(home, "serve.lock");
+  const lock = tryLock(lockFile);
+  if (!lock.acquired) {
+    throw new CliError(
+      `galley serve (pid ${lock.holder}) is already serving ${home}, or still starting (see ${lockFile}); ` +
+        "use that one once it prints its URL, stop it first, or pass --home for another data directory",
+    );
+  }
+  try {
+    await serveHome(home, options, global, port, keepWarm);
+  } finally {
+    lock.release();
+  }
+}
+
+async function serveHome(
+  home: string,
+  options: ServeOptions,
+  global: GlobalOptions,
+  port: number,
+  keepWarm: number | null,
+): Promise<void> {
+  // The workbench app writes serve.json without taking serve.lock.
   const running = await findServer(home, {});
   if (running) {
     throw new CliError(
