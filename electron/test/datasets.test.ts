@@ -50,10 +50,55 @@ describe("datasets", () => {
     expect(plane.datasets.importFile(path.join(dir, "rows.json"), "rows").rows).toBe(4);
   });
 
+  test("csv quoted fields span lines and commas", () => {
+    const file = path.join(dir, "quoted.csv");
+    const text =
+      'prompt,answer\r\n' +
+      '"Hello, world","He said ""hi"""\r\n' +
+      '"two\nlines",plain\n' +
+      '\n' +
+      '"",""\n' +
+      "last,row";
+    fs.writeFileSync(file, text);
+    expect(plane.datasets.importFile(file, "quoted").rows).toBe(4);
+  });
+
+  test("csv field count mismatch names the line", () => {
+    const file = path.join(dir, "ragged.csv");
+    fs.writeFileSync(file, 'a,b\n1,2,3\n"x\ny",2\n4\n');
+    const body = rejectionOf(file, "ragged");
+    expect(body.message).toContain(`${file} has 2 problems in 3 data records`);
+    expect(body.reasons).toEqual([
+      `${file}:2: the row has 3 fields, but the header has 2 ("a", "b"); put a field that contains commas in double quotes ("1,5")`,
+      `${file}:5: the row has 1 field, but the header has 2 ("a", "b"); put a field that contains commas in double quotes ("1,5")`,
+    ]);
+    expect(plane.datasets.store.list()).toEqual([]);
+  });
+
+  test("csv unterminated quote is rejected", () => {
+    const file = path.join(dir, "unterminated.csv");
+    fs.writeFileSync(file, 'a,b\n1,2,3\n"unterminated\n');
+    const body = rejectionOf(file, "unterminated");
+    expect(body.reasons).toEqual([
+      `${file}:2: the row has 3 fields, but the header has 2 ("a", "b"); put a field that contains commas in double quotes ("1,5")`,
+      `${file}:3: a quoted field starts here and has no closing quote ("); close it, and write a quote inside a field as ""`,
+    ]);
+    expect(plane.datasets.store.list()).toEqual([]);
+  });
+
+  test("csv text after a closing quote is rejected", () => {
+    const file = path.join(dir, "stray.csv");
+    fs.writeFileSync(file, 'a,b\n"x"y,2\n3,4\n');
+    const body = rejectionOf(file, "stray");
+    expect(body.reasons).toEqual([
+      `${file}:2: text "y" follows the closing quote of a quoted field; put a comma after the quote, or write a quote inside the field as ""`,
+    ]);
+  });
+
   test("bad line names the line number", () => {
     const file = path.join(dir, "broken.jsonl");
     fs.writeFileSync(file, '{"q": "a"}\n{"q": \n');
-    expect(() => plane.datasets.importFile(file, "broken")).toThrow(`${file} has 1 problem in 3 lines`);
+    expect(() => plane.datasets.importFile(file, "broken")).toThrow(`${file} has 1 problem in 2 lines`);
     expect(plane.datasets.store.list()).toEqual([]);
   });
 

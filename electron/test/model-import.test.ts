@@ -273,11 +273,28 @@ describe("keys", () => {
 
 describe("adapters", () => {
   // q_proj of SMALL maps hidden 8 to heads * head_dim = 8, so A is [4, 8] and B is [8, 4] at rank 4.
-  function writeAdapter(dir: string, base: string, rank = 4, shapes = { a: [4, 8], b: [8, 4] }, layer = 0): string {
+  // `overrides` replace adapter_config.json fields; an undefined value removes the field.
+  function writeAdapter(
+    dir: string,
+    base: string,
+    rank = 4,
+    shapes = { a: [4, 8], b: [8, 4] },
+    layer = 0,
+    overrides: Record<string, unknown> = {},
+  ): string {
     fs.mkdirSync(dir, { recursive: true });
     fs.writeFileSync(
       path.join(dir, "adapter_config.json"),
-      JSON.stringify({ peft_type: "LORA", r: rank, lora_alpha: 8, base_model_name_or_path: base, target_modules: ["q_proj"] }),
+      JSON.stringify({
+        peft_type: "LORA",
+        r: rank,
+        lora_alpha: 8,
+        base_model_name_or_path: base,
+        target_modules: ["q_proj"],
+        // peft's LoraConfig saves an empty rank_pattern by default.
+        rank_pattern: {},
+        ...overrides,
+      }),
     );
     fs.writeFileSync(
       path.join(dir, "adapter_model.safetensors"),
@@ -373,7 +390,147 @@ describe("adapters", () => {
   test("adapter rank mismatch is rejected", async () => {
     await plane.models.importFolder({ dir: writeSmallModel(tempDir("m")), key: "base" });
     const error = await rejection(writeAdapter(tempDir("a"), "base", 8));
-    expect(error.details.reasons?.[0]).toMatch(/lora_A\.weight has shape \[4,8\], but its first dimension should be the rank r=8/);
+    expect(error.details.reasons).toEqual([
+      'adapter_config.json has "r": 8, but the LoRA weights of model.layers.0.self_attn.q_proj have rank 4; ' +
+        "peft cannot load them, so set the rank to 4 in adapter_config.json if the weights are the trained ones",
+    ]);
+  });
+
+  test("adapter with weights of higher rank is rejected", async () => {
+    await plane.models.importFolder({ dir: writeSmallModel(tempDir("m")), key: "base" });
+    const adapter = writeAdapter(tempDir("a"), "base", 8, { a: [16, 8], b: [8, 16] });
+    const error = await rejection(adapter);
+    expect(error.details.reasons).toHaveLength(1);
+    expect(error.details.reasons?.[0]).toContain('adapter_config.json has "r": 8');
+    expect(error.details.reasons?.[0]).toContain("have rank 16");
+    expect(plane.models.store.find("rejected")).toBeNull();
+  });
+
+  test("adapter rank_pattern sets a module's rank", async () => {
+    await plane.models.importFolder({ dir: writeSmallModel(tempDir("m")), key: "base" });
+    const adapter = writeAdapter(tempDir("a"), "base", 4, { a: [2, 8], b: [8, 2] }, 0, { rank_pattern: { q_proj: 2 } });
+    const { model } = await plane.models.importFolder({ dir: adapter, key: "pattern" });
+    expect(model.facts.adapter_rank).toBe(4);
+
+    const wrong = writeAdapter(tempDir("a"), "base", 2, { a: [4, 8], b: [8, 4] }, 0, { rank_pattern: { q_proj: 2 } });
+    const error = await adapterRejection(wrong);
+    expect(error.details.reasons?.[0]).toContain('"rank_pattern" entry "q_proj": 2, but the LoRA weights');
+  });
+
+  test("adapter of another peft type is rejected", async () => {
+    await plane.models.importFolder({ dir: writeSmallModel(tempDir("m")), key: "base" });
+    const error = await rejection(writeAdapter(tempDir("a"), "base", 4, undefined, 0, { peft_type: "IA3X" }));
+    expect(error.details.reasons).toEqual([
+      'adapter_config.json: "peft_type" is "IA3X", but Galley loads LoRA adapters only ("peft_type": "LORA"); ' +
+        "export the adapter with peft's LoraConfig",
+    ]);
+    expect(plane.models.store.find("rejected")).toBeNull();
+  });
+
+  test("adapter without peft type is rejected", async () => {
+    await plane.models.importFolder({ dir: writeSmallModel(tempDir("m")), key: "base" });
+    const error = await rejection(writeAdapter(tempDir("a"), "base", 4, undefined, 0, { peft_type: undefined }));
+    expect(error.details.reasons?.[0]).toMatch(/^adapter_config\.json: "peft_type" is missing/);
+  });
+
+  test("adapter targeting missing modules is rejected", async () => {
+    await plane.models.importFolder({ dir: writeSmallModel(tempDir("m")), key: "base" });
+    const targets = ["q_proj", "model.layers.0.self_attn.nonexistent_proj", "model.layers.7.mlp.up_proj"];
+    const error = await rejection(writeAdapter(tempDir("a"), "base", 4, undefined, 0, { target_modules: targets }));
+    expect(error.details.reasons).toEqual([
+      'adapter_config.json: target_modules names modules that base model "base" (llama, 2 layers) does not have: ' +
+        '"model.layers.0.self_attn.nonexistent_proj", "model.layers.7.mlp.up_proj"; valid names are q_proj, k_proj, ' +
+        "v_proj, o_proj, gate_proj, up_proj, down_proj, embed_tokens, lm_head, or a full path such as " +
+        "model.layers.N.self_attn.q_proj or model.layers.N.mlp.gate_proj with N from 0 to 1",
+    ]);
+    expect(plane.models.store.find("rejected")).toBeNull();
+  });
+
+  test("adapter target_modules as full paths and patterns", async () => {
+    await plane.models.importFolder({ dir: writeSmallModel(tempDir("m")), key: "base" });
+    const fullPaths = { target_modules: ["model.layers.0.self_attn.q_proj", "self_attn.v_proj", "lm_head"] };
+    await plane.models.importFolder({ dir: writeAdapter(tempDir("a"), "base", 4, undefined, 0, fullPaths), key: "paths" });
+    const pattern = { target_modules: ".*\\.(q_proj|v_proj)" };
+    await plane.models.importFolder({ dir: writeAdapter(tempDir("a"), "base", 4, undefined, 0, pattern), key: "pattern" });
+
+    const unmatched = { target_modules: ".*\\.query_key_value" };
+    const error = await adapterRejection(writeAdapter(tempDir("a"), "base", 4, undefined, 0, unmatched));
+    expect(error.details.reasons?.[0]).toMatch(
+      /^adapter_config\.json: target_modules pattern ".*\\\\.query_key_value" matches no module of base model "base"/,
+    );
+  });
+
+  test("adapter weights for a missing module are rejected", async () => {
+    await plane.models.importFolder({ dir: writeSmallModel(tempDir("m")), key: "base" });
+    const adapter = writeAdapter(tempDir("a"), "base");
+    fs.writeFileSync(
+      path.join(adapter, "adapter_model.safetensors"),
+      encodeSafetensors({
+        "base_model.model.model.layers.0.self_attn.nonexistent_proj.lora_A.weight": { dtype: "F32", shape: [4, 8] },
+        "base_model.model.model.layers.0.self_attn.nonexistent_proj.lora_B.weight": { dtype: "F32", shape: [8, 4] },
+      }),
+    );
+    const error = await rejection(adapter);
+    expect(error.details.reasons?.[0]).toMatch(
+      /^the adapter has LoRA weights for modules that base model "base" \(llama, 2 layers\) does not have: model\.layers\.0\.self_attn\.nonexistent_proj; valid names/,
+    );
+  });
+
+  test("adapter whose hub base is another family is rejected", async () => {
+    const qwen = smallConfig({ architectures: ["Qwen3ForCausalLM"], model_type: "qwen3" });
+    await plane.models.importFolder({ dir: writeSmallModel(tempDir("m"), { config: qwen }), key: "qwen3-32b" });
+    // The shapes fit, because both small models share their dimensions.
+    const adapter = writeAdapter(tempDir("a"), "meta-llama/Llama-3.1-8B-Instruct");
+    const error = await adapterRejection(adapter, "qwen3-32b");
+    expect(error.details.reasons).toEqual([
+      'adapter_config.json names base model "meta-llama/Llama-3.1-8B-Instruct", a llama model, but base model ' +
+        '"qwen3-32b" is a qwen3 model (config.json model_type "qwen3"), so the adapter was trained on another ' +
+        "model; import it with --base KEY of the llama model it was trained on (import that base first), or " +
+        'correct base_model_name_or_path in adapter_config.json if it was trained on "qwen3-32b"',
+    ]);
+    expect(plane.models.store.find("tuned")).toBeNull();
+  });
+
+  test.each([
+    ["Qwen/Qwen2.5-7B-Instruct", "qwen2"],
+    ["Qwen/Qwen3-32B", "qwen3"],
+    ["mistralai/Mistral-7B-v0.3", "mistral"],
+    ["deepseek-ai/DeepSeek-R1-Distill-Llama-8B", "llama"],
+    ["/home/me/checkpoints/tinyllama-chat", "llama"],
+  ])("hub base %j of family %s on a llama base", async (named, family) => {
+    await plane.models.importFolder({ dir: writeSmallModel(tempDir("m")), key: "base" });
+    const adapter = writeAdapter(tempDir("a"), named);
+    if (family === "llama") {
+      const { model } = await plane.models.importFolder({ dir: adapter, key: "tuned", baseKey: "base" });
+      expect(model.base_key).toBe("base");
+    } else {
+      const error = await adapterRejection(adapter, "base");
+      expect(error.details.reasons?.[0]).toContain(`, a ${family} model, but base model "base" is a llama model`);
+    }
+  });
+
+  test("hub base of no known family is only warned about", async () => {
+    await plane.models.importFolder({ dir: writeSmallModel(tempDir("m")), key: "base" });
+    const { warnings } = await plane.models.importFolder({
+      dir: writeAdapter(tempDir("a"), "Qwen/QwQ-32B"),
+      key: "tuned",
+      baseKey: "base",
+    });
+    expect(warnings).toEqual([
+      'adapter_config.json names base model "Qwen/QwQ-32B", which is not registered, so only the LoRA shapes were ' +
+        'checked against "base"',
+    ]);
+  });
+
+  test("adapter without base name warns", async () => {
+    await plane.models.importFolder({ dir: writeSmallModel(tempDir("m")), key: "base" });
+    const adapter = writeAdapter(tempDir("a"), "", 4, undefined, 0, { base_model_name_or_path: undefined });
+    const { model, warnings } = await plane.models.importFolder({ dir: adapter, key: "tuned", baseKey: "base" });
+    expect(model.base_key).toBe("base");
+    expect(warnings).toEqual([
+      "adapter_config.json has no base_model_name_or_path, so Galley could not check that the adapter was " +
+        'trained on "base"; only the LoRA shapes were checked',
+    ]);
   });
 });
 

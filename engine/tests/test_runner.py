@@ -378,16 +378,112 @@ def test_config_errors_never_point_into_the_config_file(recipes):
     result = run_galley("nested.py", "--config", "nested.json", cwd=recipes)
     assert result.returncode == 2
     assert "nested.json" not in result.stderr
+    # A nested field's problem points at its own declaration in the nested class.
     assert (
-        '  nested.py:11: config field "optimizer.lr" = "fast": Input should be a valid number'
-        in result.stderr
+        '  nested.py:6: config field "optimizer.lr" = "fast": Input should be a valid number' in result.stderr
     )
     assert (
-        '  nested.py:11: config field "optimizer.betas[1]" = "x": Input should be a valid number'
+        '  nested.py:7: config field "optimizer.betas[1]" = "x": Input should be a valid number'
         in result.stderr
     )
     assert '  nested.py:12: config field "steps" = "many": Input should be a valid integer' in result.stderr
-    assert last_line(result.stderr).startswith("error: nested.py:11: invalid config (3 problems): ")
+    assert last_line(result.stderr).startswith("error: nested.py:6: invalid config (3 problems): ")
+
+
+NESTED_RECIPE = """
+from pydantic import BaseModel, ConfigDict
+from galley.runtime import InputConfig, recipe_main
+
+
+class Opt(BaseModel):
+    steps: int
+    lr: float = 0.001
+
+
+class Loose(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str = "x"
+
+
+class Config(InputConfig):
+    opt: Opt
+    schedule: list[Opt] = []
+    by_name: dict[str, Opt] = {}
+    maybe: Opt | None = None
+    loose: Loose = Loose()
+
+
+@recipe_main
+async def main(config: Config, ctx):
+    print("ran with", config.model_dump_json())
+"""
+
+
+@pytest.fixture
+def nested_recipe(tmp_path: Path) -> Path:
+    write_recipe(tmp_path, "nested.py", NESTED_RECIPE)
+    return tmp_path
+
+
+def check_nested(folder: Path, config: dict) -> subprocess.CompletedProcess[str]:
+    (folder / "config.json").write_text(json.dumps(config))
+    return run_galley("nested.py", "--config", "config.json", "--check", cwd=folder)
+
+
+def test_unknown_nested_key_is_rejected(nested_recipe):
+    result = check_nested(nested_recipe, {"opt": {"steps": 1, "extra": 1}})
+    assert result.returncode == 2, result.stderr
+    assert last_line(result.stderr) == (
+        'error: nested.py:5: invalid config (1 problem): config field "opt.extra" is not a field of Opt; '
+        "remove it from the config (fields: steps, lr)"
+    )
+
+
+def test_nested_typo_names_the_close_field(nested_recipe):
+    result = check_nested(nested_recipe, {"opt": {"steps": 1, "lrr": 0.1}})
+    assert result.returncode == 2, result.stderr
+    assert last_line(result.stderr) == (
+        'error: nested.py:5: invalid config (1 problem): config field "opt.lrr" is not a field of Opt; '
+        'did you mean "opt.lr"? Rename or remove it in the config (fields: steps, lr)'
+    )
+
+
+def test_unknown_keys_in_lists_dicts_and_optionals(nested_recipe):
+    config = {
+        "opt": {"steps": 1},
+        "schedule": [{"steps": 1}, {"steps": 2, "warmup": 3}],
+        "by_name": {"fast": {"steps": 1, "speed": 2}},
+        "maybe": {"steps": 1, "later": True},
+    }
+    result = check_nested(nested_recipe, config)
+    assert result.returncode == 2, result.stderr
+    assert '  nested.py:5: config field "schedule[1].warmup" is not a field of Opt' in result.stderr
+    assert '  nested.py:5: config field "by_name.fast.speed" is not a field of Opt' in result.stderr
+    assert '  nested.py:5: config field "maybe.later" is not a field of Opt' in result.stderr
+    assert "invalid config (3 problems)" in last_line(result.stderr)
+
+
+def test_nested_model_allowing_extra_keeps_it(nested_recipe):
+    result = check_nested(nested_recipe, {"opt": {"steps": 1}, "loose": {"name": "y", "free": 1}})
+    assert result.returncode == 0, result.stderr
+
+
+def test_missing_nested_field_points_at_it(nested_recipe):
+    result = check_nested(nested_recipe, {"opt": {"lr": 0.1}})
+    assert result.returncode == 2, result.stderr
+    assert last_line(result.stderr) == (
+        'error: nested.py:6: invalid config (1 problem): config field "opt.steps" is missing; '
+        'add "steps": <integer> to "opt" in the config'
+    )
+
+
+def test_missing_nested_field_in_list_item(nested_recipe):
+    result = check_nested(nested_recipe, {"opt": {"steps": 1}, "schedule": [{"lr": 0.1}]})
+    assert result.returncode == 2, result.stderr
+    assert last_line(result.stderr) == (
+        'error: nested.py:6: invalid config (1 problem): config field "schedule[0].steps" is missing; '
+        'add "steps": <integer> to "schedule[0]" in the config'
+    )
 
 
 def test_missing_config_names_the_fields(recipes):

@@ -15,11 +15,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_admission_dry_run import planning_engine
 from test_runner import ENGINE_DIR, last_line, recipes, registry_env, registry_url, run_galley, write_recipe
 
 pytestmark = pytest.mark.slow
 
-__all__ = ["recipes", "registry_url"]  # fixtures imported from test_runner
+__all__ = ["planning_engine", "recipes", "registry_url"]  # fixtures imported from other test modules
 
 
 def engine_env(engine) -> dict[str, str]:
@@ -242,6 +243,43 @@ def test_dry_run_stops_at_first_compute_call(tmp_path, tiny_engine):
     assert "dry run: stopped before the first compute call (generate on spawn 'chat')" in result.stdout
     assert "not reached" not in result.stdout
     assert "must not catch" not in result.stdout
+
+
+# The planning engine has one 80 GiB device, and each of these spawns plans about 28 GiB, so
+# the third one is refused.
+REFUSED_THIRD_SPAWN = """
+from galley.runtime import recipe_main
+
+MODEL = "model_registry://llama-3.1-8b-instruct"
+
+
+async def spawn_chat(ctx, name):
+    return await ctx.client.model(MODEL, kv_cache_len=100_000).spawn_inference(name)
+
+
+@recipe_main
+async def main(ctx):
+    builder = ctx.client.model(MODEL, kv_cache_len=100_000)
+    await builder.spawn_inference("first")
+    await builder.spawn_inference("second")
+    {third}
+"""
+
+
+def test_dry_run_refusal_points_at_spawn(tmp_path, planning_engine):
+    third = 'await builder.spawn_inference("third")'
+    write_recipe(tmp_path, "plan.py", REFUSED_THIRD_SPAWN.format(third=third))
+    result = run_galley("plan.py", "--dry-run", cwd=tmp_path, env=engine_env(planning_engine))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert last_line(result.stderr) == "error: plan.py:15: dry run: 1 of 3 spawns would be refused ('third')"
+
+
+def test_dry_run_refusal_in_helper_points_at_call(tmp_path, planning_engine):
+    # The innermost recipe frame is the helper's spawn call.
+    write_recipe(tmp_path, "plan.py", REFUSED_THIRD_SPAWN.format(third='await spawn_chat(ctx, "third")'))
+    result = run_galley("plan.py", "--dry-run", cwd=tmp_path, env=engine_env(planning_engine))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert last_line(result.stderr) == "error: plan.py:7: dry run: 1 of 3 spawns would be refused ('third')"
 
 
 def test_sigterm_cancels_the_recipe(tmp_path, tiny_engine):

@@ -9,13 +9,15 @@ person wrote, and a config from the workbench's form has no file at all.
 
 from __future__ import annotations
 
-import ast
+import difflib
 import json
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
+from galley.run.config_fields import Declarations, FieldStep, resolve_location
 from galley.run.failures import LoadFailure
 from galley.run.loader import Recipe
 from galley.sdk.config import KNOWN_MODEL_KEYS_CONTEXT, SCHEMA_KIND_KEY, AdaptiveModel
@@ -32,7 +34,7 @@ def config_schema(recipe: Recipe) -> dict[str, Any]:
     except Exception as error:
         raise LoadFailure(
             recipe.display,
-            _class_line(recipe) or recipe.entry_line,
+            _class_line(recipe),
             f"cannot build the JSON Schema of {recipe.config_class.__name__}: {error}; "
             f"use JSON-compatible field types",
         ) from None
@@ -67,9 +69,15 @@ def read_config_file(path: str | None) -> dict[str, Any]:
 def build_config(
     recipe: Recipe, config_path: str | None, known_model_keys: list[str] | None
 ) -> BaseModel | None:
-    """Validate the config file (or the defaults) against the recipe's config class."""
+    """Validate the config file (or the defaults) against the recipe's config class.
+
+    Unknown keys are rejected at every level, also in nested models that are plain
+    ``BaseModel`` subclasses, so that a typo such as ``"lrr"`` never falls back to a default.
+    Only a nested model that sets ``extra="allow"`` or ``extra="ignore"`` itself keeps them.
+    """
     data = read_config_file(config_path)
-    if recipe.config_class is None:
+    config_class = recipe.config_class
+    if config_class is None:
         if data:
             names = ", ".join(sorted(data))
             raise LoadFailure(
@@ -81,34 +89,50 @@ def build_config(
         return None
     context = {KNOWN_MODEL_KEYS_CONTEXT: known_model_keys} if known_model_keys is not None else {}
     try:
-        return recipe.config_class.model_validate(data, context=context)
+        return config_class.model_validate(data, context=context, extra="forbid")
     except ValidationError as error:
-        raise _config_failure(recipe, config_path, error) from None
+        problems = [
+            item for item in error.errors(include_url=False) if not _extra_allowed(config_class, item)
+        ]
+        if problems:
+            raise _config_failure(recipe, config_path, problems) from None
+    # Every problem was an extra key that its own model allows, so validate with the models' settings.
+    try:
+        return config_class.model_validate(data, context=context)
+    except ValidationError as error:
+        raise _config_failure(recipe, config_path, error.errors(include_url=False)) from None
+
+
+def _extra_allowed(config_class: type[BaseModel], item: ErrorDetails) -> bool:
+    if item["type"] != "extra_forbidden":
+        return False
+    steps = resolve_location(config_class, tuple(item["loc"]))
+    if not steps or steps[-1].field is not None:
+        return False
+    return steps[-1].model.model_config.get("extra") in ("allow", "ignore")
 
 
 # Errors of these types already give the fix in their message (see galley.sdk.config).
 SELF_EXPLAINING_ERRORS = frozenset({"model_key", "model_key_type", "unknown_model_key"})
 
 
-def _config_failure(recipe: Recipe, config_path: str | None, error: ValidationError) -> LoadFailure:
+def _config_failure(recipe: Recipe, config_path: str | None, errors: list[ErrorDetails]) -> LoadFailure:
     config_class = recipe.config_class
     assert config_class is not None
-    declared = _field_lines(recipe)
-    class_line = _class_line(recipe) or recipe.entry_line
+    declarations = Declarations(recipe.path, recipe.module.__name__)
+    fallback_line = _class_line(recipe)
     problems: list[tuple[int, str]] = []
-    for item in error.errors(include_url=False):
-        field = _location(item["loc"])
-        top = str(item["loc"][0]) if item["loc"] else ""
-        line = declared.get(top, class_line)
+    for item in errors:
+        loc = tuple(item["loc"])
+        field = _location(loc)
+        steps = resolve_location(config_class, loc)
+        line = _declaration_line(steps, declarations) or fallback_line
         if item["type"] == "missing":
-            fix = _missing_fix(field, config_class, config_path)
-            message = f'config field "{field}" is missing; {fix}'
+            annotation = steps[-1].field.annotation if steps and steps[-1].field else None
+            message = f'config field "{field}" is missing; {_missing_fix(loc, annotation, config_path)}'
         elif item["type"] == "extra_forbidden":
-            known = ", ".join(config_class.model_fields) or "(none)"
-            message = (
-                f'config field "{field}" is not a field of {config_class.__name__}; '
-                f"remove it from the config (fields: {known})"
-            )
+            model = steps[-1].model if steps else config_class
+            message = f'config field "{field}" is not a field of {model.__name__}; {_extra_fix(loc, model)}'
         else:
             message = f'config field "{field}" = {_shown_value(item.get("input"))}: {item["msg"]}'
             if item["type"] not in SELF_EXPLAINING_ERRORS:
@@ -124,6 +148,32 @@ def _config_failure(recipe: Recipe, config_path: str | None, error: ValidationEr
     return LoadFailure(recipe.display, problems[0][0], f"invalid config ({count}): {summary}", details)
 
 
+def _declaration_line(steps: list[FieldStep], declarations: Declarations) -> int | None:
+    """Return the line of the innermost declaration along the location that the recipe file has.
+
+    A declared field points at its own line. An unknown key points at the class that lacks it.
+    """
+    for step in reversed(steps):
+        if step.name is not None:
+            line = declarations.field_line(step.model, step.name)
+        else:
+            line = declarations.class_line(step.model)
+        if line is not None:
+            return line
+    return None
+
+
+def _extra_fix(loc: tuple[Any, ...], model: type[BaseModel]) -> str:
+    known = list(model.model_fields)
+    listed = ", ".join(known) or "(none)"
+    key = str(loc[-1]) if loc else ""
+    close = difflib.get_close_matches(key, known, n=1)
+    if close:
+        suggestion = _location((*loc[:-1], close[0]))
+        return f'did you mean "{suggestion}"? Rename or remove it in the config (fields: {listed})'
+    return f"remove it from the config (fields: {listed})"
+
+
 # Longer values (a whole list, say) are cut, so that the error line stays readable.
 MAX_SHOWN_VALUE_CHARS = 80
 
@@ -135,12 +185,22 @@ def _shown_value(value: Any) -> str:
     return text[: MAX_SHOWN_VALUE_CHARS - 3] + "..."
 
 
-def _missing_fix(field: str, config_class: type[BaseModel], config_path: str | None) -> str:
-    info = config_class.model_fields.get(field.split(".")[0])
-    example = _example_value(info.annotation if info else None)
+def _missing_fix(loc: tuple[Any, ...], annotation: Any, config_path: str | None) -> str:
+    example = _example_value(annotation)
+    key = str(loc[-1]) if loc else ""
+    parent = _location(loc[:-1]) if len(loc) > 1 else None
     if config_path is None:
-        return f'pass --config FILE with {{"{field}": {example}}}'
-    return f'add "{field}": {example} to the config'
+        return f"pass --config FILE with {{{_nested_example(loc, example)}}}"
+    if parent is None:
+        return f'add "{key}": {example} to the config'
+    return f'add "{key}": {example} to "{parent}" in the config'
+
+
+def _nested_example(loc: tuple[Any, ...], example: str) -> str:
+    """Return ``"a": {"b": <value>}`` for the location ``("a", "b")``; list indexes are kept as paths."""
+    if len(loc) > 1 and all(isinstance(part, str) for part in loc):
+        return f'"{loc[0]}": {{{_nested_example(loc[1:], example)}}}'
+    return f'"{_location(loc)}": {example}'
 
 
 def _example_value(annotation: Any) -> str:
@@ -164,33 +224,8 @@ def _location(loc: tuple[Any, ...]) -> str:
     return text or "(config)"
 
 
-def _field_lines(recipe: Recipe) -> dict[str, int]:
-    """Return the line of each field declared in the recipe's config class."""
-    node = _class_node(recipe)
-    if node is None:
-        return {}
-    return {
-        statement.target.id: statement.lineno
-        for statement in node.body
-        if isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name)
-    }
-
-
-def _class_line(recipe: Recipe) -> int | None:
-    node = _class_node(recipe)
-    return None if node is None else node.lineno
-
-
-def _class_node(recipe: Recipe) -> ast.ClassDef | None:
-    """Return the config class's definition in the recipe file, if it is defined there."""
-    config_class = recipe.config_class
-    if config_class is None:
-        return None
-    try:
-        tree = ast.parse(recipe.path.read_text(encoding="utf-8"))
-    except (OSError, SyntaxError):
-        return None
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ClassDef) and node.name == config_class.__name__:
-            return node
-    return None
+def _class_line(recipe: Recipe) -> int:
+    """Return the line of the config class in the recipe file, or of the entry point."""
+    assert recipe.config_class is not None
+    declarations = Declarations(recipe.path, recipe.module.__name__)
+    return declarations.class_line(recipe.config_class) or recipe.entry_line

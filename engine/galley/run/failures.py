@@ -55,6 +55,14 @@ def deepest_line_in(tb: TracebackType | None, path: str) -> int | None:
     return line
 
 
+def deepest_line_in_stack(stack: traceback.StackSummary, path: str) -> int | None:
+    """Return the line of the innermost frame of ``stack`` that runs code of the file ``path``."""
+    for frame in reversed(stack):
+        if frame.filename and same_file(frame.filename, path):
+            return frame.lineno
+    return None
+
+
 def describe_exception(error: BaseException) -> str:
     """Return ``Type: message`` for an error line, with a fallback for empty messages."""
     text = str(error).strip()

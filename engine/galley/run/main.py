@@ -31,6 +31,7 @@ from galley.run.configs import build_config, config_schema, has_model_fields
 from galley.run.failures import (
     LoadFailure,
     deepest_line_in,
+    deepest_line_in_stack,
     describe_exception,
     error_line,
     report,
@@ -249,4 +250,9 @@ def _dry_run_outcome(recipe: Recipe, context: RecipeContext) -> tuple[int, str |
     if not client.dry_run_refused:
         return EXIT_OK, None
     summary = refusal_summary(client.dry_run_refused, client.dry_run_planned)
-    return EXIT_RECIPE_RAISED, error_line(recipe.display, recipe.entry_line, summary)
+    # Point at the first refused spawn's call in the recipe. A spawn coroutine passed straight
+    # to asyncio.gather or create_task has no recipe frame on its stack, so its line falls
+    # back to the entry point.
+    stacks = client.dry_run_refusal_stacks
+    line = deepest_line_in_stack(stacks[0], str(recipe.path)) if stacks else None
+    return EXIT_RECIPE_RAISED, error_line(recipe.display, line or recipe.entry_line, summary)

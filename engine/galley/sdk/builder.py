@@ -16,6 +16,7 @@ Support of the later features:
 from __future__ import annotations
 
 import copy
+import traceback
 from typing import TYPE_CHECKING, Any
 
 from galley.protocol import MODEL_REGISTRY_SCHEME, ModelSpec, PlanParams, SpawnParams, SpawnResult
@@ -184,6 +185,7 @@ class ModelBuilder:
             result = await self._client.call("plan", params)
         except SpawnRefused as refusal:
             self._client.dry_run_refused.append(name)
+            self._client.dry_run_refusal_stacks.append(traceback.extract_stack())
             print_refusal(name, kind, refusal)
             return
         print_plan(result)

@@ -15,6 +15,7 @@ import itertools
 import json
 import logging
 import os
+import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +59,9 @@ class HarmonyClient:
         self.dry_run = dry_run
         # Names of spawns the engine refused during a dry run; the run goes on planning the rest.
         self.dry_run_refused: list[str] = []
+        # The call stack of each refused spawn, in the order of dry_run_refused, so the runner
+        # can point its error line at the recipe's spawn call.
+        self.dry_run_refusal_stacks: list[traceback.StackSummary] = []
         self.dry_run_planned = 0
         self._connection = connection
         self._events = events

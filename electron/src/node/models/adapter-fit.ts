@@ -29,13 +29,14 @@ export function namedBaseModel(
   return list().find((model) => model.path !== null && path.resolve(model.path) === resolved) ?? null;
 }
 
-interface LoraPair {
+/** The LoRA A and B shapes of one adapted module, named as in the base ("model.layers.0.self_attn.q_proj"). */
+export interface LoraPair {
   module: string;
   a?: number[];
   b?: number[];
 }
 
-function loraPairs(headers: SafetensorsHeader[]): LoraPair[] {
+export function loraPairs(headers: SafetensorsHeader[]): LoraPair[] {
   const pairs = new Map<string, LoraPair>();
   for (const header of headers) {
     for (const [name, tensor] of header.tensors) {

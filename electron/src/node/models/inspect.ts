@@ -6,7 +6,14 @@ import path from "node:path";
 
 import type { ModelFacts, ModelKind, ModelRecord } from "../../common/index.js";
 import { ApiError } from "../errors.js";
-import { adapterShapeMismatches, namedBaseModel, shapeMismatchReasons } from "./adapter-fit.js";
+import {
+  baseFamilyReasons,
+  peftTypeReasons,
+  rankReasons,
+  targetModuleReasons,
+  unknownModuleReasons,
+} from "./adapter-config.js";
+import { adapterShapeMismatches, loraPairs, namedBaseModel, shapeMismatchReasons } from "./adapter-fit.js";
 import { buildFacts, type ConfigJson, intField, textConfig } from "./facts.js";
 import { checkWeightShapes } from "./shapes.js";
 import {
@@ -297,9 +304,18 @@ function resolveAdapterBase(
               `base_model_name_or_path if "${base.key}" is the model it was trained on`,
       );
     } else if (named !== "" && !namedModel) {
+      const familyReasons = baseFamilyReasons(named, base);
+      reasons.push(...familyReasons);
+      if (familyReasons.length === 0) {
+        warnings.push(
+          `adapter_config.json names base model "${named}", which is not registered, so only the LoRA shapes ` +
+            `were checked against "${base.key}"`,
+        );
+      }
+    } else if (named === "") {
       warnings.push(
-        `adapter_config.json names base model "${named}", which is not registered, so only the LoRA shapes ` +
-          `were checked against "${base.key}"`,
+        `adapter_config.json has no base_model_name_or_path, so Galley could not check that the adapter was ` +
+          `trained on "${base.key}"; only the LoRA shapes were checked`,
       );
     }
     return base;
@@ -327,21 +343,13 @@ function inspectAdapter(dir: string, options: InspectOptions): FolderInspection 
   }
   const weights = readWeights(dir, reasons, "adapter_model");
 
-  const rank = adapterConfig ? intField(adapterConfig, "r") : undefined;
-  if (adapterConfig && (rank === undefined || rank <= 0)) {
-    reasons.push(`adapter_config.json: "r" (the LoRA rank) must be a positive integer, got ${JSON.stringify(adapterConfig.r ?? null)}`);
-  }
-  if (weights && rank && !adapterConfig?.rank_pattern) {
-    for (const header of weights.headers) {
-      for (const [name, tensor] of header.tensors) {
-        if (name.includes("lora_A") && tensor.shape[0] !== rank) {
-          reasons.push(`${name} has shape ${JSON.stringify(tensor.shape)}, but its first dimension should be the rank r=${rank}`);
-        }
-      }
-    }
-  }
+  if (adapterConfig) reasons.push(...peftTypeReasons(adapterConfig));
+  const pairs = weights ? loraPairs(weights.headers) : [];
+  if (adapterConfig) reasons.push(...rankReasons(adapterConfig, pairs));
+  if (adapterConfig && base && base.kind !== "adapter") reasons.push(...targetModuleReasons(adapterConfig, base));
   if (weights && base && base.kind !== "adapter" && base.path !== null) {
     const named = typeof adapterConfig?.base_model_name_or_path === "string" ? adapterConfig.base_model_name_or_path : null;
+    reasons.push(...unknownModuleReasons(pairs, base));
     reasons.push(...shapeMismatchReasons(adapterShapeMismatches(weights.headers, base.config), base, named));
   }
   if (reasons.length > 0 || !adapterConfig || !base || !weights) throw folderRejected(dir, reasons);
@@ -349,7 +357,7 @@ function inspectAdapter(dir: string, options: InspectOptions): FolderInspection 
   // The adapted model has its base's architecture, so it has the base's facts.
   const facts: ModelFacts = {
     ...base.facts,
-    adapter_rank: rank!,
+    adapter_rank: intField(adapterConfig, "r")!,
     adapter_parameters: weights.parameters,
   };
   delete facts.weight_bytes;

@@ -4,6 +4,7 @@
 import fs from "node:fs";
 
 import { ApiError } from "../errors.js";
+import { parseCsv } from "./csv.js";
 
 const ROLES = ["system", "user", "assistant", "tool"];
 // Enough to fix a file by hand; the message gives the total.
@@ -168,7 +169,9 @@ function jsonlRows(file: string, text: string): number {
   if (rows === 0) {
     rejectFile(file, 1, "the file has no rows; write one JSON object per line, such as {\"messages\": [...]}");
   }
-  if (problems.length > 0) reject(file, problems, `${lines.length} lines`);
+  // A final newline ends the last line; it does not start another.
+  const lineCount = text.endsWith("\n") ? lines.length - 1 : lines.length;
+  if (problems.length > 0) reject(file, problems, `${lineCount} ${lineCount === 1 ? "line" : "lines"}`);
   return rows;
 }
 
@@ -255,11 +258,37 @@ function jsonRows(file: string, text: string): number {
   return value.length;
 }
 
+function plural(count: number, noun: string): string {
+  return `${count} ${noun}${count === 1 ? "" : "s"}`;
+}
+
+/** Counts the data records of a CSV file with a header row; a quoted field may span lines. */
 function csvRows(file: string, text: string): number {
-  const lines = text.split(/\r?\n/).filter((line) => line.trim() !== "");
-  if (lines.length === 0) rejectFile(file, 1, "the file is empty; write a header row and one row per example");
-  if (lines.length === 1) rejectFile(file, 1, "the file has a header row but no data rows; add one row per example");
-  return lines.length - 1;
+  const { records, problems } = parseCsv(text);
+  const [header, ...rows] = records;
+  if (!header && problems.length === 0) {
+    rejectFile(file, 1, "the file is empty; write a header row and one row per example");
+  }
+  if (header && rows.length === 0 && problems.length === 0) {
+    rejectFile(file, header.line, "the file has a header row but no data rows; add one row per example");
+  }
+  const lineProblems: LineProblem[] = [...problems];
+  if (header) {
+    const columns = header.fields.length;
+    const names = header.fields.map((name) => JSON.stringify(name)).join(", ");
+    for (const row of rows) {
+      if (row.fields.length === columns) continue;
+      lineProblems.push({
+        line: row.line,
+        text:
+          `the row has ${plural(row.fields.length, "field")}, but the header has ${columns} (${names}); ` +
+          'put a field that contains commas in double quotes ("1,5")',
+      });
+    }
+  }
+  lineProblems.sort((a, b) => a.line - b.line);
+  if (lineProblems.length > 0) reject(file, lineProblems, plural(rows.length, "data record"));
+  return rows.length;
 }
 
 /** Validates a dataset file and returns its row count; throws unprocessable with every problem. */
