@@ -196,8 +196,10 @@ METHODS: dict[str, type[WireModel] | None] = {
 # Ops (OpParams.op) and their args. Results are plain JSON objects, listed beside each.
 #
 #   generate            {thread: StringThreadWire, sampling: Sampling}
-#                       -> {completion: str, completion_ids: [int], finish_reason: "eos"|"length",
-#                           prompt_tokens: int}
+#                       -> {completion: str, completion_ids: [int],
+#                           finish_reason: "eos"|"length"|"kv_cache", prompt_tokens: int,
+#                           kv_cache_len: int (only with "kv_cache": the cache size that ended
+#                           the generation before max_gen_len, prompt included)}
 #   generate_tokens     {thread: AnyThreadWire, sampling: Sampling} -> same as generate
 #   tokenize            {text: str} -> {ids: [int]}
 #   detokenize          {ids: [int]} -> {text: str}
@@ -224,7 +226,9 @@ METHODS: dict[str, type[WireModel] | None] = {
 #   session_info    -> {session, protocol_version, keep_warm_s, device_kind, spawns: [name]}
 #   spawn           -> SpawnResult
 #   dealloc         -> {name, released: true, pids: [int]}  (the processes have exited); for a
-#                      name this session only planned, it gives back the planned bytes (pids: [])
+#                      name this session only planned, it gives back the planned bytes (pids: []);
+#                      for a spawn whose worker died, it frees the name (pids: [], died: the
+#                      error that ops on the name raised)
 #   release         -> {id, name, session, released: true, pids: [int]}; ends a spawn of any
 #                      session, whose owner then gets not_found on its next op
 #   plan            -> {name, kind, model_key, tp, kv_cache_len, tokens_to_generate, max_batch_size,

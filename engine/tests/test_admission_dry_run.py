@@ -15,7 +15,7 @@ import pytest
 from engine_harness import EngineCallError, EngineClient, inference_model, start_engine
 from test_runner import run_galley, write_recipe
 
-from galley.planner import GIB, DeviceCapacity, Holding, SpawnRefused, admit, plan_spawn
+from galley.planner import GIB, DeviceCapacity, Holding, SpawnRefused, admit, format_gib, plan_spawn
 from galley.planner.resources import find_architecture
 
 ARCHITECTURES = Path(__file__).resolve().parents[2] / "resources/architectures"
@@ -79,6 +79,88 @@ def test_held_bytes_on_other_device_ignored():
     ]
     placement = admit(plan, devices, held=[Holding("first", "virtual:0", 70 * GIB)])
     assert placement.devices == ["virtual:1"]
+
+
+def virtual_device(total_gib: int) -> DeviceCapacity:
+    return DeviceCapacity(id="virtual:0", total_bytes=total_gib * GIB, free_bytes=total_gib * GIB)
+
+
+def test_alternatives_advised_after_dealloc():
+    # Full training of the 8B model needs about 167 GiB, so it fits nowhere here, but adapter
+    # training (about 64 GiB) and inference fit once 'first' gives its 79.96 GiB back.
+    plan = plan_spawn(find_architecture(MODEL).facts(), "train", max_batch_size=4096, spawn_name="second")
+    device = virtual_device(80)
+    held = [Holding("first", "virtual:0", int(79.96 * GIB))]
+
+    with pytest.raises(SpawnRefused) as raised:
+        admit(plan, [device], held=held)
+    message = raised.value.message
+    adapter_plan = plan.replan(adapter=True)
+    assert (
+        f"adapter training (.with_adapter()) fits at max_batch_size=4096: {format_gib(adapter_plan.total)} "
+        "per rank, after dealloc() of 'first' (79.96 GiB)"
+    ) in message
+    assert "an inference spawn fits with kv_cache_len=131072, after dealloc() of 'first'" in message
+    assert "does not fit either" not in message
+
+    advice = (raised.value.data or {})["advice"]
+    assert advice["adapter"]["fits"] is True
+    assert advice["needs_dealloc"]["adapter"]["spawns"] == ["first"]
+    assert advice["needs_dealloc"]["inference"]["spawns"] == ["first"]
+    assert advice["dealloc"]["fits"] is False
+
+    # The advice holds: adapter training is refused beside 'first' and admitted without it.
+    with pytest.raises(SpawnRefused):
+        admit(adapter_plan, [device], held=held)
+    assert admit(adapter_plan, [device]).devices == ["virtual:0"]
+
+
+def test_alternative_fitting_beside_held_needs_no_dealloc():
+    plan = plan_spawn(find_architecture(MODEL).facts(), "train", max_batch_size=4096, spawn_name="second")
+    with pytest.raises(SpawnRefused) as raised:
+        admit(plan, [virtual_device(80)], held=[Holding("first", "virtual:0", 10 * GIB)])
+    message = raised.value.message
+    assert "adapter training (.with_adapter()) fits at max_batch_size=4096" in message
+    assert "after dealloc()" not in message
+    assert (raised.value.data or {})["advice"]["needs_dealloc"] == {}
+
+
+def test_kv_cache_len_advised_after_fewest_deallocs():
+    # 24 GiB does not hold kv_cache_len=131072 even when empty. Beside 'big' and 'small' no
+    # kv_cache_len fits, but freeing the larger one alone makes room for a shorter cache.
+    plan = plan_spawn(find_architecture(MODEL).facts(), "inference", kv_cache_len=131072, spawn_name="chat")
+    device = virtual_device(24)
+    held = [Holding("small", "virtual:0", 1 * GIB), Holding("big", "virtual:0", 20 * GIB)]
+
+    with pytest.raises(SpawnRefused) as raised:
+        admit(plan, [device], held=held)
+    advice = (raised.value.data or {})["advice"]
+    largest = advice["max_kv_cache_len"]
+    assert largest is not None
+    assert largest < 131072
+    assert advice["needs_dealloc"]["max_kv_cache_len"] == {"spawns": ["big"], "bytes": 20 * GIB}
+    assert (
+        f"kv_cache_len={largest} (largest that fits; requested 131072), after dealloc() of 'big' (20.00 GiB)"
+    ) in raised.value.message
+
+    admit(plan.replan(kv_cache_len=largest), [device], held=held[:1])
+    with pytest.raises(SpawnRefused):
+        admit(plan.replan(kv_cache_len=largest + 1), [device], held=held[:1])
+
+
+def test_pinned_device_advised_after_dealloc():
+    plan = plan_spawn(find_architecture(MODEL).facts(), "inference", kv_cache_len=8192, spawn_name="chat")
+    devices = [
+        DeviceCapacity(id="virtual:0", total_bytes=80 * GIB, free_bytes=4 * GIB),
+        DeviceCapacity(id="virtual:1", total_bytes=80 * GIB, free_bytes=80 * GIB),
+    ]
+    held = [Holding("first", "virtual:1", 78 * GIB)]
+    with pytest.raises(SpawnRefused) as raised:
+        admit(plan, devices, pinned=["virtual:0"], held=held)
+    assert (
+        "another device: virtual:1 has 80.00 GiB free; pin it instead of virtual:0, "
+        "after dealloc() of 'first' (78.00 GiB)"
+    ) in raised.value.message
 
 
 # -- the engine's plan method -------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 from pathlib import Path
@@ -212,6 +213,38 @@ async def test_training_spawn_is_released_when_session_closes(engine):
     assert await wait_until(lambda: not pid_alive(pid), seconds=15)
 
 
+# -- generation limits ----------------------------------------------------------------------
+
+
+async def test_generation_cut_by_kv_cache_is_reported(engine):
+    prompt = string_thread(("user", "word " * 40))
+    async with EngineClient.connect(engine.url, engine.token) as client:
+        await client.call(
+            "spawn",
+            name="small-cache",
+            kind="inference",
+            model=inference_model(MODEL, kv_cache_len=64, tokens_to_generate=200),
+        )
+        cut = await client.op("small-cache", "generate", thread=prompt, sampling={"max_gen_len": 200})
+        room = 64 - cut["prompt_tokens"]
+        assert 0 < room < 200
+        assert cut["finish_reason"] == "kv_cache"
+        assert cut["kv_cache_len"] == 64
+        assert len(cut["completion_ids"]) == room
+
+        # The spawn's tokens_to_generate is cut the same way when the call sets no max_gen_len.
+        default = await client.op("small-cache", "generate_tokens", thread=prompt, sampling={})
+        assert default["finish_reason"] == "kv_cache"
+
+        # A request that fits the cache ends with "length", also when it fills the cache exactly.
+        for length in (1, room):
+            fits = await client.op("small-cache", "generate", thread=prompt, sampling={"max_gen_len": length})
+            assert fits["finish_reason"] == "length", length
+            assert len(fits["completion_ids"]) == length
+            assert "kv_cache_len" not in fits
+        await client.call("dealloc", spawn="small-cache")
+
+
 # -- failures -----------------------------------------------------------------------------
 
 
@@ -256,8 +289,6 @@ async def test_killed_worker_fails_pending_call(engine):
             model=inference_model("qwen3-32b", kv_cache_len=4096, tokens_to_generate=4000),
         )
         (pid,) = await spawn_pids(client, "victim")
-        import asyncio
-
         long_generation = asyncio.create_task(
             client.op(
                 "victim",
@@ -273,6 +304,42 @@ async def test_killed_worker_fails_pending_call(engine):
         assert error.value.type == "worker_died"
         assert str(pid) in error.value.message
         assert "spawn 'victim'" in error.value.message
+
+
+async def test_dealloc_of_dead_worker_frees_name(engine):
+    async with EngineClient.connect(engine.url, engine.token) as client:
+        await client.call(
+            "spawn",
+            name="crashed",
+            kind="inference",
+            model=inference_model("qwen3-32b", kv_cache_len=256, tokens_to_generate=4),
+        )
+        (pid,) = await spawn_pids(client, "crashed")
+        os.kill(pid, signal.SIGKILL)
+        for _ in range(100):  # until the engine has noticed the exit
+            if await spawn_pids(client, "crashed") == []:
+                break
+            await asyncio.sleep(0.1)
+        with pytest.raises(EngineCallError) as died:
+            await client.op("crashed", "tokenize", text="hi")
+        assert died.value.type == "worker_died"
+
+        released = await client.call("dealloc", spawn="crashed")
+        assert released["released"] is True
+        assert released["pids"] == []
+        assert str(pid) in released["died"]
+
+        # The name is forgotten: a second dealloc finds nothing, and a new spawn may take it.
+        with pytest.raises(EngineCallError) as gone:
+            await client.call("dealloc", spawn="crashed")
+        assert gone.value.type == "not_found"
+        await client.call(
+            "spawn",
+            name="crashed",
+            kind="inference",
+            model=inference_model("qwen3-32b", kv_cache_len=256, tokens_to_generate=4),
+        )
+        await client.call("dealloc", spawn="crashed")
 
 
 # -- telemetry ----------------------------------------------------------------------------

@@ -8,6 +8,10 @@ process, so the tests group many checks per spawn.
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
+import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +31,7 @@ from galley import (
     StructuredOutputError,
     TokenizedThread,
     TrainingModel,
+    WorkerDied,
     get_client,
 )
 
@@ -245,6 +250,71 @@ async def test_duplicate_spawn_name_is_invalid(tiny_engine):
         await builder.spawn_inference("twice")
         with pytest.raises(InvalidRequest, match="twice"):
             await builder.spawn_inference("twice")
+
+
+async def test_generation_cut_by_kv_cache_is_flagged(tiny_engine, caplog):
+    long_prompt = StringThread([("user", "word " * 40)])
+    async with await get_client(tiny_engine.url, api_key=tiny_engine.token) as client:
+        model = await client.model(LLAMA, kv_cache_len=64, tokens_to_generate=200).spawn_inference("cramped")
+        with caplog.at_level(logging.WARNING, logger="galley.sdk"):
+            cut = await model.max_gen_len(200).generate(long_prompt)
+            again = await model.generate_tokens(long_prompt)
+            fits = await model.max_gen_len(1).generate(long_prompt)
+        await model.dealloc()
+
+    assert cut.finish_reason == "kv_cache"
+    assert again.finish_reason == "kv_cache"
+    assert fits.finish_reason == "length"
+    assert long_prompt.finish_reason is None
+    assert cut.user("next").finish_reason is None
+
+    # One warning per spawn, naming the spawn, the sizes and the fix.
+    warnings = [record.getMessage() for record in caplog.records if "KV cache" in record.getMessage()]
+    assert len(warnings) == 1
+    (warning,) = warnings
+    assert "spawn 'cramped'" in warning
+    assert "of 200 requested tokens" in warning
+    assert "kv_cache_len=64" in warning
+    prompt = re.search(r"the (\d+)-token prompt", warning)
+    assert prompt is not None
+    prompt_tokens = int(prompt.group(1))
+    assert f"spawn it with kv_cache_len >= {prompt_tokens + 200}" in warning
+
+
+async def test_dealloc_after_worker_died(tiny_engine, caplog):
+    async with await get_client(tiny_engine.url, api_key=tiny_engine.token) as client:
+        builder = client.model(QWEN, kv_cache_len=256, tokens_to_generate=4)
+        model = await builder.spawn_inference("fragile")
+        session = (await client.session_info())["session"]
+
+        async def worker_pids() -> list[int]:
+            spawns = (await client.call("list_spawns"))["spawns"]
+            return [
+                rank["pid"]
+                for s in spawns
+                if s["session"] == session and s["name"] == "fragile"
+                for rank in s["ranks"]
+            ]
+
+        (pid,) = await worker_pids()
+        os.kill(pid, signal.SIGKILL)
+        for _ in range(100):  # until the engine has noticed the exit
+            if not await worker_pids():
+                break
+            await asyncio.sleep(0.1)
+        with pytest.raises(WorkerDied):
+            await model.tokenize("hi")
+
+        with caplog.at_level(logging.WARNING, logger="galley.sdk"):
+            await model.dealloc()
+        assert any("'fragile' had already ended" in record.getMessage() for record in caplog.records)
+        with pytest.raises(GalleyError, match="'fragile' was deallocated"):
+            await model.tokenize("again")
+
+        # The name is free again.
+        respawned = await builder.spawn_inference("fragile")
+        assert len(await respawned.tokenize("hi")) > 0
+        await respawned.dealloc()
 
 
 async def test_telemetry_reaches_listeners(tiny_engine):

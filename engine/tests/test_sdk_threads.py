@@ -193,3 +193,22 @@ def test_tokenized_thread_json_and_wire_roundtrip():
 def test_len_last_turn_of_empty_thread_raises():
     with pytest.raises(IndexError):
         TokenizedThread().len_last_turn()
+
+
+def test_finish_reason_follows_generated_turn():
+    prompt = StringThread([("user", "Hi")])
+    reply = prompt._generated("Hello", "kv_cache")
+    assert prompt.finish_reason is None
+    assert reply.finish_reason == "kv_cache"
+    assert reply.completion() == "Hello"
+    assert reply == prompt.assistant("Hello")  # the reason is not part of the thread's value
+
+    # Reweighting keeps the reason, because the last turn is still the generated one.
+    assert reply.with_weight_last_assistant_turn().finish_reason == "kv_cache"
+    assert reply.with_weight_all_assistant_turns().finish_reason == "kv_cache"
+    assert reply.with_weight_assistant_turns_from_index(0).finish_reason == "kv_cache"
+
+    # A new turn is not generated, so it clears the reason, and wire and JSON copies carry none.
+    assert reply.user("More").finish_reason is None
+    assert StringThread.from_json(reply.to_json()).finish_reason is None
+    assert TokenizedThread([("user", [1])])._generated([2, 3], "eos").finish_reason == "eos"

@@ -318,6 +318,12 @@ class SpawnManager:
     async def dealloc(self, session: Session, name: str) -> dict[str, Any]:
         if name not in session.spawns and self.admission.drop_dry_run_spawn(session.id, name):
             return {"name": name, "released": True, "pids": []}  # a dry run's planned spawn
+        if name not in session.spawns and name in session.died:
+            # The worker's exit already ended the spawn and gave its memory back, so there is
+            # nothing left to stop. Forgetting the death frees the name.
+            died = session.died.pop(name)
+            log.info("dealloc of spawn %r in session %s: already ended (%s)", name, session.id, died)
+            return {"name": name, "released": True, "pids": [], "died": died}
         spawn = self.find(session, name)
         pids = [worker.pid for worker in spawn.workers]
         await self.release(spawn, "dealloc")

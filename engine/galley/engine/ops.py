@@ -157,12 +157,31 @@ class ModelView:
         ids = list(result.ids)
         if result.finish_reason == "eos" and ids and ids[-1] in self.loaded.eos_ids:
             ids = ids[:-1]  # the chat template writes the end-of-turn token itself
-        return {
+        reply: dict[str, Any] = {
             "completion": decode(self.tokenizer, ids),
             "completion_ids": ids,
             "finish_reason": result.finish_reason,
             "prompt_tokens": result.prompt_tokens,
         }
+        if result.finish_reason == "length" and self._cut_by_kv_cache(args, result):
+            reply["finish_reason"] = "kv_cache"
+            reply["kv_cache_len"] = result.prompt_tokens + len(result.ids)
+        return reply
+
+    def _cut_by_kv_cache(self, args: dict[str, Any], result: GenerationResult) -> bool:
+        """Tell whether a "length" stop came before the requested length because the KV cache was full.
+
+        ``generation_request`` lowers max_new_tokens to what the prompt leaves of kv_cache_len
+        and of the model's context, and the scheduler of a training spawn lowers it to its
+        smaller cache. So a stop short of the request without EOS hit one of those limits, and
+        it is the cache unless the sequence reached the model's context length.
+        """
+        sampling = Sampling.model_validate(args.get("sampling") or {})
+        requested = sampling.max_gen_len or self.spec.tokens_to_generate
+        if len(result.ids) >= requested:
+            return False
+        context = self.loaded.max_positions
+        return not (context and result.prompt_tokens + len(result.ids) >= context)
 
 
 def _required(args: dict[str, Any], name: str, kind: type) -> Any:

@@ -6,7 +6,8 @@ that are still loading there and so do not show in the free count yet) minus ``h
 ranks go to the devices with the most available memory. A spawn that does not fit raises
 SpawnRefused. Its message names the spawn, lists every component in GiB, the total against
 the free memory, the earlier spawns that hold memory on the device, and what would fit
-instead, and ``error.data`` carries the same as JSON.
+instead (after dealloc() of some of those earlier spawns where only that makes it fit), and
+``error.data`` carries the same as JSON.
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ def admit(
     )
     if all(rank.planned_bytes <= rank.available_bytes for rank in ranks):
         return Placement(plan=plan, ranks=ranks)
-    advice = _advice(plan, devices, pinned, reserved, pending or {}, held)
+    advice = _advice(plan, devices, pinned, pending or {}, held)
     raise SpawnRefused(
         _refusal_message(plan, ranks, advice, devices, held), _refusal_data(plan, ranks, advice, held)
     )
@@ -204,54 +205,119 @@ def _advice(
     plan: Plan,
     devices: Sequence[DeviceView],
     pinned: Sequence[str] | None,
-    reserved: Mapping[str, int],
     pending: Mapping[str, int],
     held: Sequence[Holding],
 ) -> dict[str, Any]:
-    inputs = plan.inputs
-    advice: dict[str, Any] = {}
+    """Work out each alternative that would fit, freeing earlier dry-run spawns where needed.
 
-    def fits(candidate: Plan) -> bool:
-        return _fits(candidate, devices, pinned, reserved)
+    Every alternative is first tried against the memory that earlier spawns of the dry run
+    hold. One that does not fit there is tried again after dealloc() of the fewest of those
+    spawns, largest first, and ``advice["needs_dealloc"]`` maps its key to the spawns freed
+    and their bytes.
+    """
+    inputs = plan.inputs
+    scenarios = _dealloc_scenarios(pending, held)
+    advice: dict[str, Any] = {}
+    needs_dealloc: dict[str, dict[str, Any]] = {}
+
+    def choose(key: str, compute: Callable[[Mapping[str, int]], Any], usable: Callable[[Any], bool]) -> None:
+        baseline = compute(scenarios[0].reserved)
+        advice[key] = baseline
+        if usable(baseline):
+            return
+        for scenario in scenarios[1:]:
+            result = compute(scenario.reserved)
+            if usable(result):
+                advice[key] = result
+                needs_dealloc[key] = {"spawns": scenario.spawns, "bytes": scenario.freed_bytes}
+                return
+
+    def fits_with(reserved: Mapping[str, int]) -> Callable[[Plan], bool]:
+        return lambda candidate: _fits(candidate, devices, pinned, reserved)
+
+    def found(result: Any) -> bool:
+        return result is not None
 
     if inputs.kind == "inference":
         assert inputs.kv_cache_len is not None
-        advice["max_kv_cache_len"] = _largest_fitting(
-            inputs.kv_cache_len - 1, lambda n: fits(plan.replan(kv_cache_len=n))
+        kv_cache_len = inputs.kv_cache_len
+        choose(
+            "max_kv_cache_len",
+            lambda reserved: _largest_fitting(
+                kv_cache_len - 1, lambda n: fits_with(reserved)(plan.replan(kv_cache_len=n))
+            ),
+            found,
         )
     else:
         assert inputs.max_batch_size is not None
-        advice["max_batch_size"] = _largest_fitting(
-            inputs.max_batch_size - 1, lambda n: fits(plan.replan(max_batch_size=n))
+        max_batch_size = inputs.max_batch_size
+        choose(
+            "max_batch_size",
+            lambda reserved: _largest_fitting(
+                max_batch_size - 1, lambda n: fits_with(reserved)(plan.replan(max_batch_size=n))
+            ),
+            found,
         )
         if not inputs.adapter:
-            advice["adapter"] = _adapter_advice(plan, fits)
-        advice["inference"] = _inference_advice(plan, fits)
-    advice["tp"] = _tp_advice(plan, devices, reserved)
-    advice["device"] = _device_advice(plan, devices, pinned, reserved)
+            choose(
+                "adapter",
+                lambda reserved: _adapter_advice(plan, fits_with(reserved)),
+                lambda result: result["fits"] or result["max_batch_size"] is not None,
+            )
+        choose(
+            "inference",
+            lambda reserved: _inference_advice(plan, fits_with(reserved)),
+            lambda result: result["fits"],
+        )
+    choose("tp", lambda reserved: _tp_advice(plan, devices, reserved), lambda result: result["fits"])
+    choose(
+        "device",
+        lambda reserved: _device_advice(plan, devices, pinned, reserved),
+        # Only a pinned spawn is advised to move, because an unpinned one already got the
+        # devices with the most free memory.
+        lambda result: bool(pinned) and len(result["fitting_devices"]) >= inputs.tp,
+    )
     if held:
-        advice["dealloc"] = _dealloc_advice(plan, devices, pinned, pending, held)
+        advice["dealloc"] = _dealloc_advice(plan, devices, pinned, scenarios)
+    advice["needs_dealloc"] = needs_dealloc
     return advice
+
+
+@dataclass(frozen=True)
+class _DeallocScenario:
+    """Reserved bytes per device after the recipe's dealloc() of ``spawns``."""
+
+    spawns: list[str]
+    freed_bytes: int
+    reserved: dict[str, int]
+
+
+def _dealloc_scenarios(pending: Mapping[str, int], held: Sequence[Holding]) -> list[_DeallocScenario]:
+    """List the reservations after dealloc() of none, then 1, 2, ... earlier spawns, largest first."""
+    bytes_by_spawn: dict[str, int] = {}
+    for holding in held:
+        bytes_by_spawn[holding.spawn] = bytes_by_spawn.get(holding.spawn, 0) + holding.bytes
+    order = sorted(bytes_by_spawn, key=lambda spawn: -bytes_by_spawn[spawn])
+    scenarios = []
+    for count in range(len(order) + 1):
+        released = order[:count]
+        kept = [holding for holding in held if holding.spawn not in released]
+        freed = sum(bytes_by_spawn[spawn] for spawn in released)
+        scenarios.append(_DeallocScenario(released, freed, _reserved_bytes(pending, kept)))
+    return scenarios
 
 
 def _dealloc_advice(
     plan: Plan,
     devices: Sequence[DeviceView],
     pinned: Sequence[str] | None,
-    pending: Mapping[str, int],
-    held: Sequence[Holding],
+    scenarios: Sequence[_DeallocScenario],
 ) -> dict[str, Any]:
     """Find the fewest earlier spawns, largest first, whose dealloc() before this spawn makes it fit."""
-    bytes_by_spawn: dict[str, int] = {}
-    for holding in held:
-        bytes_by_spawn[holding.spawn] = bytes_by_spawn.get(holding.spawn, 0) + holding.bytes
-    order = sorted(bytes_by_spawn, key=lambda spawn: -bytes_by_spawn[spawn])
-    for count in range(1, len(order) + 1):
-        released = set(order[:count])
-        kept = [holding for holding in held if holding.spawn not in released]
-        if _fits(plan, devices, pinned, _reserved_bytes(pending, kept)):
-            return {"fits": True, "spawns": order[:count], "bytes": sum(bytes_by_spawn[s] for s in released)}
-    return {"fits": False, "spawns": order, "bytes": sum(bytes_by_spawn.values())}
+    for scenario in scenarios[1:]:
+        if _fits(plan, devices, pinned, scenario.reserved):
+            return {"fits": True, "spawns": scenario.spawns, "bytes": scenario.freed_bytes}
+    return {"fits": False, "spawns": scenarios[-1].spawns, "bytes": scenarios[-1].freed_bytes}
 
 
 def _adapter_advice(plan: Plan, fits: Callable[[Plan], bool]) -> dict[str, Any]:
@@ -360,14 +426,24 @@ def _held_lines(
 def _advice_lines(plan: Plan, advice: Mapping[str, Any], worst: RankPlacement) -> list[str]:
     inputs = plan.inputs
     free = f"{format_gib(worst.available_bytes)} free on {worst.device}"
+    needs_dealloc: Mapping[str, Any] = advice.get("needs_dealloc", {})
     lines = []
+
+    def add(key: str, line: str) -> None:
+        freed = needs_dealloc.get(key)
+        if freed:
+            names = ", ".join(repr(name) for name in freed["spawns"])
+            line += f", after dealloc() of {names} ({format_gib(freed['bytes'])})"
+        lines.append(line)
+
     if "max_kv_cache_len" in advice:
         largest = advice["max_kv_cache_len"]
         fixed = sum(size for name, size in plan.ranks[worst.rank].components.items() if name != "kv_cache")
-        lines.append(
+        add(
+            "max_kv_cache_len",
             f"kv_cache_len={largest} (largest that fits; requested {inputs.kv_cache_len})"
             if largest
-            else f"no kv_cache_len fits: weights and overhead alone take {format_gib(fixed)} of the {free}"
+            else f"no kv_cache_len fits: weights and overhead alone take {format_gib(fixed)} of the {free}",
         )
     if "max_batch_size" in advice:
         largest = advice["max_batch_size"]
@@ -376,25 +452,26 @@ def _advice_lines(plan: Plan, advice: Mapping[str, Any], worst: RankPlacement) -
             for name, size in plan.ranks[worst.rank].components.items()
             if name not in ("activations", "attention_mask", "logits")
         )
-        lines.append(
+        add(
+            "max_batch_size",
             f"max_batch_size={largest} tokens (largest that fits; requested {inputs.max_batch_size})"
             if largest
             else f"no max_batch_size fits: weights, gradients, optimizer state and overhead alone take "
-            f"{format_gib(fixed)} of the {free}"
+            f"{format_gib(fixed)} of the {free}",
         )
     if "adapter" in advice:
-        lines.append(_adapter_line(inputs.max_batch_size, advice["adapter"]))
+        add("adapter", _adapter_line(inputs.max_batch_size, advice["adapter"]))
     if "inference" in advice:
         inference = advice["inference"]
         largest, requested = inference["max_kv_cache_len"], inference["requested_kv_cache_len"]
         if largest == requested:
-            lines.append(f"an inference spawn fits with kv_cache_len={requested}")
+            add("inference", f"an inference spawn fits with kv_cache_len={requested}")
         elif largest:
-            lines.append(f"an inference spawn fits with kv_cache_len up to {largest}")
+            add("inference", f"an inference spawn fits with kv_cache_len up to {largest}")
         else:
-            lines.append("an inference spawn does not fit either")
-    lines.append(_tp_line(plan, advice["tp"]))
-    lines.append(_device_line(plan, advice["device"]))
+            add("inference", "an inference spawn does not fit either")
+    add("tp", _tp_line(plan, advice["tp"]))
+    add("device", _device_line(plan, advice["device"]))
     if "dealloc" in advice and advice["dealloc"]["fits"]:
         names = ", ".join(repr(name) for name in advice["dealloc"]["spawns"])
         lines.append(

@@ -36,6 +36,7 @@ class _Spawn:
         self.info = info  # None under a dry run: the spawn was planned, not started
         self.deallocated = False
         self.clones = 0  # clone_inf calls so far, for default clone names
+        self.kv_cache_cut_logged = False  # a generation cut by the KV cache was logged
         self.dry_run_copy = False  # a frozen copy made under a dry run, which the engine never planned
 
 
@@ -120,14 +121,29 @@ class InferenceModel:
         result = await self._op(
             "generate", {"thread": thread_to_wire(thread), "sampling": self._sampling_args()}
         )
-        return thread.assistant(result["completion"])
+        self._check_finish(result)
+        return thread._generated(result["completion"], result.get("finish_reason"))
 
     async def generate_tokens(self, thread: AnyThread) -> TokenizedThread:
         """Return the thread as token ids with the reply's ids appended as an assistant turn."""
         tokenized = await self.tokenize_thread(thread) if isinstance(thread, StringThread) else thread
         wire = thread_to_wire(tokenized)
         result = await self._op("generate_tokens", {"thread": wire, "sampling": self._sampling_args()})
-        return tokenized.assistant(result["completion_ids"])
+        self._check_finish(result)
+        return tokenized._generated(result["completion_ids"], result.get("finish_reason"))
+
+    def _check_finish(self, result: dict[str, Any]) -> None:
+        """Log the first generation of this spawn that the KV cache cut short of max_gen_len."""
+        spawn = self._spawn
+        if result.get("finish_reason") != "kv_cache" or spawn.kv_cache_cut_logged:
+            return
+        spawn.kv_cache_cut_logged = True
+        info = spawn.info
+        requested = self._sampling.max_gen_len or (info.tokens_to_generate if info else None)
+        log.warning(
+            "%s Later cuts on this spawn are not logged; the returned thread's finish_reason is 'kv_cache'.",
+            _kv_cache_cut_message(spawn.name, result, requested, info.kv_cache_len if info else None),
+        )
 
     async def generate_and_validate(
         self, thread: StringThread, pydantic_model: Any, max_parsing_retries: int = 1
@@ -210,14 +226,20 @@ class InferenceModel:
     # -- lifecycle ------------------------------------------------------------------------
 
     async def dealloc(self) -> None:
-        """End the spawn and free its memory; later calls on any view of it raise."""
+        """End the spawn and free its memory and name; later calls on any view of it raise.
+
+        A spawn whose worker died is already gone, so its dealloc() only frees the name and logs the death.
+        """
         spawn = self._spawn
         if spawn.deallocated:
             return
         # Under a dry run the engine reserves each planned spawn's memory for the later plans,
         # so dealloc() gives it back there too.
         if not spawn.dry_run_copy:
-            await spawn.client.call("dealloc", {"spawn": spawn.name})
+            result = await spawn.client.call("dealloc", {"spawn": spawn.name})
+            died = result.get("died") if isinstance(result, dict) else None
+            if died:
+                log.warning("dealloc(): spawn %r had already ended: %s", spawn.name, died)
         spawn.deallocated = True
 
     async def load(self, path: str) -> None:
@@ -380,6 +402,26 @@ class TrainingModel(InferenceModel):
         return InferenceModel(spawn.client, info.name, spawn.builder, info, self._sampling.model_copy())
 
 
+def _kv_cache_cut_message(
+    name: str, result: dict[str, Any], requested: int | None, spawn_kv_cache_len: int | None
+) -> str:
+    """Explain a generation that the KV cache ended early: the spawn, the sizes and the fix."""
+    prompt_tokens = result.get("prompt_tokens")
+    generated = len(result.get("completion_ids") or [])
+    cache = result.get("kv_cache_len")
+    if isinstance(cache, int) and spawn_kv_cache_len is not None and cache < spawn_kv_cache_len:
+        # A training spawn generates within its planned activation memory, below kv_cache_len.
+        fix = "raise max_batch_size, which sizes a training spawn's generation cache, or generate with an inference spawn"
+    elif isinstance(prompt_tokens, int) and requested:
+        fix = f"spawn it with kv_cache_len >= {prompt_tokens + requested}, shorten the prompt or lower max_gen_len"
+    else:
+        fix = "spawn it with a larger kv_cache_len, shorten the prompt or lower max_gen_len"
+    return (
+        f"spawn {name!r}: generation stopped after {generated} of {requested} requested tokens because "
+        f"the {prompt_tokens}-token prompt and the reply filled the KV cache (kv_cache_len={cache}); {fix}."
+    )
+
+
 # -- argument checks ----------------------------------------------------------------------
 
 
@@ -424,4 +466,5 @@ def _with_metadata(converted: AnyThread, original: AnyThread) -> Any:
     """Keep the original thread's metadata if the engine's copy dropped it."""
     if not converted.metadata and original.metadata:
         converted.metadata = dict(original.metadata)
+    converted._finish_reason = original.finish_reason
     return converted

@@ -38,7 +38,7 @@ class _Thread(Generic[ContentT]):
 
     _turn_type: type
 
-    __slots__ = ("_turns", "_weights", "metadata")
+    __slots__ = ("_finish_reason", "_turns", "_weights", "metadata")
 
     def __init__(
         self,
@@ -54,6 +54,7 @@ class _Thread(Generic[ContentT]):
             self._weights = _check_weights(weights, len(checked))
         # A shallow copy, so that changing one thread's metadata never changes another's.
         self.metadata: dict[str, Any] = dict(metadata or {})
+        self._finish_reason: str | None = None
 
     # -- construction helpers -------------------------------------------------------------
 
@@ -70,17 +71,26 @@ class _Thread(Generic[ContentT]):
     def _check_content(self, index: int, content: Any) -> Any:
         raise NotImplementedError
 
-    def _replace(self, turns: tuple[Any, ...], weights: tuple[float, ...] | None) -> Self:
+    def _replace(
+        self, turns: tuple[Any, ...], weights: tuple[float, ...] | None, finish_reason: str | None = None
+    ) -> Self:
         new = object.__new__(type(self))
         new._turns = turns
         new._weights = weights
         new.metadata = dict(self.metadata)
+        new._finish_reason = finish_reason
         return new
 
     def _append(self, role: str, content: Any) -> Self:
         turn = self._check_turn(len(self._turns), (role, content))
         weights = None if self._weights is None else (*self._weights, default_weight(role))
         return self._replace((*self._turns, turn), weights)
+
+    def _generated(self, content: Any, finish_reason: str | None) -> Self:
+        """Append a generated assistant turn and record why its generation stopped."""
+        reply = self._append("assistant", content)
+        reply._finish_reason = finish_reason
+        return reply
 
     # -- adding turns ---------------------------------------------------------------------
 
@@ -119,6 +129,17 @@ class _Thread(Generic[ContentT]):
             return self._turns[-1].content
         return None
 
+    @property
+    def finish_reason(self) -> str | None:
+        """Why the generation that appended the last turn stopped, or None if no generation did.
+
+        "eos": the model ended its turn. "length": max_gen_len (or the spawn's
+        tokens_to_generate) or the model's context length was reached. "kv_cache": the
+        prompt left too little of the spawn's kv_cache_len, so the reply is cut short of
+        max_gen_len. Weight methods keep it; adding a turn clears it.
+        """
+        return self._finish_reason
+
     def turn_weights(self) -> list[float]:
         """Return the training weight of each turn, with the default rule applied."""
         if self._weights is not None:
@@ -129,13 +150,14 @@ class _Thread(Generic[ContentT]):
 
     def with_weight_all_assistant_turns(self) -> Self:
         """Weight every assistant turn 1.0 and every other turn 0.0."""
-        return self._replace(self._turns, tuple(default_weight(turn.role) for turn in self._turns))
+        weights = tuple(default_weight(turn.role) for turn in self._turns)
+        return self._replace(self._turns, weights, self._finish_reason)
 
     def with_weight_last_assistant_turn(self) -> Self:
         """Weight only the last assistant turn; a thread without one trains on no token."""
         last = max((i for i, turn in enumerate(self._turns) if turn.role == "assistant"), default=None)
         weights = tuple(1.0 if i == last else 0.0 for i in range(len(self._turns)))
-        return self._replace(self._turns, weights)
+        return self._replace(self._turns, weights, self._finish_reason)
 
     def with_weight_assistant_turns_from_index(self, index: int) -> Self:
         """Weight the assistant turns at turn ``index`` and after; a negative index counts from the end."""
@@ -147,7 +169,7 @@ class _Thread(Generic[ContentT]):
         weights = tuple(
             1.0 if i >= start and turn.role == "assistant" else 0.0 for i, turn in enumerate(self._turns)
         )
-        return self._replace(self._turns, weights)
+        return self._replace(self._turns, weights, self._finish_reason)
 
     # -- equality and display -------------------------------------------------------------
 
