@@ -1,11 +1,12 @@
 // `galley` commands beside a running `galley serve` on the same data directory: they find it
 // through serve.json and use its engine and run history, with the exit codes of a local run.
 // Without a server, a recipe that cannot load fails before any engine starts.
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, spawn, type SpawnOptions } from "node:child_process";
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
 
 import type { EngineStatus, Run } from "../src/common/index.js";
 import { DEFAULT_MODEL_KEY } from "../src/node/control-plane.js";
@@ -104,6 +105,50 @@ async function exitedPid(): Promise<number> {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+// Process groups of the `galley serve` and `galley run` processes this file starts. Each one
+// leads its own group, so that killing the group also ends the engine and the recipe runners
+// it started, on platforms where they would not exit with their parent.
+// NOTE: engine worker processes that start a process group of their own are not in it, and
+// exit only when the engine ends them.
+const serveGroups = new Set<number>();
+const runGroups = new Set<number>();
+
+/** Starts the built `galley` CLI as the leader of a new process group, recorded in `groups`. */
+function startGalley(args: string[], groups: Set<number>, options: SpawnOptions): ChildProcess {
+  const child = spawn(process.execPath, [galleyBin, ...args], { ...options, detached: true });
+  if (child.pid !== undefined) groups.add(child.pid);
+  return child;
+}
+
+/** Sends SIGKILL to every process group in `groups`; synchronous, so the process exit handler can call it. */
+function killGroups(groups: Set<number>): void {
+  for (const group of groups) {
+    try {
+      process.kill(-group, "SIGKILL");
+    } catch (error) {
+      // ESRCH: every process of the group has exited.
+      if ((error as NodeJS.ErrnoException).code !== "ESRCH") throw error;
+    }
+  }
+  groups.clear();
+}
+
+// A detached group gets no signal from the terminal, so a test worker that exits or is stopped
+// before afterAll runs kills the groups here.
+// NOTE: a test worker killed with SIGKILL runs none of this; its serve then stays until
+// killed by hand (its engine exits with it on Linux).
+const killAllGroups = () => {
+  killGroups(runGroups);
+  killGroups(serveGroups);
+};
+process.once("exit", killAllGroups);
+for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+  process.once(signal, () => {
+    killAllGroups();
+    process.exit(128 + os.constants.signals[signal]);
+  });
+}
+
 describe("server discovery", () => {
   const emptyEnv = {};
 
@@ -169,7 +214,7 @@ describe.skipIf(!engineAvailable("CLI with galley serve tests"))("galley CLI wit
   const startServe = async () => {
     // Output goes to a file: a pipe that the test does not drain while runCli blocks could fill and stall the server.
     const log = fs.openSync(path.join(recipes, "serve.log"), "w");
-    serve = spawn(process.execPath, [galleyBin, "serve", "--port", "0"], {
+    serve = startGalley(["serve", "--port", "0"], serveGroups, {
       env: { ...process.env, GALLEY_HOME: home, GALLEY_TOKEN: BROWSER_TOKEN, GALLEY_LOG_LEVEL: "warning" },
       stdio: ["ignore", log, log],
     });
@@ -192,9 +237,10 @@ describe.skipIf(!engineAvailable("CLI with galley serve tests"))("galley CLI wit
 
   beforeAll(startServe, 300_000);
 
-  afterAll(() => {
-    if (serve.exitCode === null) serve.kill("SIGKILL");
-  });
+  // Also after a failed or timed-out test: a `galley run` left waiting, and every serve with
+  // its engine.
+  afterEach(() => killGroups(runGroups));
+  afterAll(() => killAllGroups());
 
   test("serve.json is private to its owner", () => {
     expect(fs.statSync(serveFile).mode & 0o777).toBe(0o600);
@@ -237,7 +283,7 @@ describe.skipIf(!engineAvailable("CLI with galley serve tests"))("galley CLI wit
   /** Starts `galley run` of a recipe that sleeps, and resolves once the recipe runs. */
   const startSleepingRun = async (name: string) => {
     const recipe = writeRecipe(name, SLEEPING_RECIPE);
-    const child = spawn(process.execPath, [galleyBin, "run", recipe], {
+    const child = startGalley(["run", recipe], runGroups, {
       env: { ...process.env, GALLEY_HOME: home, GALLEY_LOG_LEVEL: "warn" },
       stdio: ["ignore", "pipe", "pipe"],
     });
@@ -245,12 +291,13 @@ describe.skipIf(!engineAvailable("CLI with galley serve tests"))("galley CLI wit
     let stderr = "";
     child.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
     const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-    await new Promise<void>((resolve) =>
+    await new Promise<void>((resolve, reject) => {
       child.stdout!.on("data", (chunk: Buffer) => {
         stdout += chunk.toString();
         if (stdout.includes("waiting\n")) resolve();
-      }),
-    );
+      });
+      void exited.then((code) => reject(new Error(`galley run exited with ${code} before the recipe ran: ${stderr}`)));
+    });
     return { recipe, child, exited, stderr: () => stderr };
   };
 
@@ -269,6 +316,7 @@ describe.skipIf(!engineAvailable("CLI with galley serve tests"))("galley CLI wit
     const ended = await waitForRunEnd(running.id);
     expect(ended.status).toBe("cancelled");
     expect(ended.exit_code).toBe(exitCode);
+    expect(ended.error?.message).toBe(`cancelled by ${signal}`);
     expect(lastLine(stderr())).toBe(`galley: run ${running.id} cancelled (${reason})`);
     expect(stderr()).not.toContain("cancelled by SIGTERM");
   });
@@ -282,6 +330,11 @@ describe.skipIf(!engineAvailable("CLI with galley serve tests"))("galley CLI wit
     expect(await exited, stderr()).toBe(143);
     expect(lastLine(stderr())).toBe(`galley: run ${running.id} was cancelled outside this terminal (exit code 143)`);
     expect(child.exitCode).toBe(143);
+
+    const shown = cli("runs", "show", running.id);
+    expect(shown.code, shown.stderr).toBe(0);
+    expect(shown.stdout).toContain('"message": "cancelled by SIGTERM"');
+    expect(lastLine(shown.stdout)).toBe(`--- run ${running.id} cancelled by SIGTERM (exit code 143)`);
 
     const again = cli("runs", "cancel", running.id);
     expect(again.code).toBe(1);

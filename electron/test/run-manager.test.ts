@@ -219,6 +219,7 @@ describe.skipIf(!engineAvailable("run manager tests"))("run manager with a real 
     expect(run.status).toBe("cancelled");
     // 128 + SIGTERM, the default signal of a cancel request.
     expect(run.exit_code).toBe(143);
+    expect(run.error).toEqual({ message: "cancelled by SIGTERM", file: null, line: null });
     expect(run.ended_at).not.toBeNull();
     expect(() => plane.runs.cancel(queued.id)).toThrow(/has already ended with status cancelled/);
   });

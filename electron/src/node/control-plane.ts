@@ -17,7 +17,7 @@ import { RunStore } from "./registry/run-store.js";
 import { type RunnerCommand, RunManager } from "./runs/run-manager.js";
 import { Dispatcher } from "./server/dispatcher.js";
 import { createHandlers } from "./server/handlers.js";
-import { waitForLock } from "./server/home-lock.js";
+import { lockHolder, waitForLock } from "./server/home-lock.js";
 import { ApiServer } from "./server/http-server.js";
 import { newLocalToken, removeServeFile, writeServeFile } from "./server/local-access.js";
 import { WorkspaceWatcher } from "./workspace/watcher.js";
@@ -130,7 +130,7 @@ export class ControlPlane {
   async ensureDefaults(): Promise<void> {
     seedWorkspace(this.workspace.root, this.layout.resourcesDir, this.log);
     if (this.models.store.count() > 0) return;
-    const release = await waitForLock(path.join(this.paths.home, "defaults.lock"), DEFAULTS_LOCK_TIMEOUT_MS, (holder) =>
+    const release = await waitForLock(this.defaultsLockFile(), DEFAULTS_LOCK_TIMEOUT_MS, (holder) =>
       this.log.info("waiting for another galley process to create the default model", { pid: holder }),
     );
     try {
@@ -141,6 +141,18 @@ export class ControlPlane {
     } finally {
       release();
     }
+  }
+
+  /**
+   * Returns the pid of the live process that holds defaults.lock, which is generating the
+   * default model now; null when no process is.
+   */
+  defaultModelCreator(): number | null {
+    return lockHolder(this.defaultsLockFile());
+  }
+
+  private defaultsLockFile(): string {
+    return path.join(this.paths.home, "defaults.lock");
   }
 
   async listen(port = 0, host = "127.0.0.1"): Promise<{ url: string; port: number }> {

@@ -99,6 +99,12 @@ function sumOf(values: (number | null | undefined)[]): number | null {
   return present.length > 0 ? present.reduce((total, value) => total + value, 0) : null;
 }
 
+/** Returns the worker pids of a spawn's ranks, "-" for a rank whose worker has not reported one yet. */
+function workerPids(spawn: SpawnTelemetry): string {
+  if (spawn.ranks.length === 0) return "-";
+  return spawn.ranks.map((rank) => (rank.pid === null || rank.pid === undefined ? "-" : String(rank.pid))).join(",");
+}
+
 function spawnRow(spawn: SpawnTelemetry): string[] {
   const planned = sumOf(spawn.ranks.map((rank) => (rank.plan ? sumOf(Object.values(rank.plan)) : null)));
   const measured = sumOf(spawn.ranks.map((rank) => rank.process_bytes));
@@ -109,6 +115,7 @@ function spawnRow(spawn: SpawnTelemetry): string[] {
     String(spawn.tp),
     spawn.devices.join(","),
     spawn.state,
+    workerPids(spawn),
     formatGiB(planned),
     formatGiB(measured),
     spawn.last_op ?? "-",
@@ -125,7 +132,7 @@ export function telemetryTables(telemetry: Telemetry): string {
     telemetry.spawns.length === 0
       ? "no spawns"
       : table(
-          ["SPAWN", "KIND", "MODEL", "TP", "DEVICES", "STATE", "PLANNED", "MEASURED", "LAST OP"],
+          ["SPAWN", "KIND", "MODEL", "TP", "DEVICES", "STATE", "PIDS", "PLANNED", "MEASURED", "LAST OP"],
           telemetry.spawns.map(spawnRow),
         );
   return `${devices}\n\n${spawns}`;

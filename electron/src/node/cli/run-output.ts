@@ -1,5 +1,6 @@
 // Terminal output of `galley run`, wherever the run executes: output chunks as they are,
 // runner events as readable stderr lines, and the exit code of the ended run.
+import os from "node:os";
 import path from "node:path";
 
 import type { CancelSignal, Run, RunEvent, ServerEvent } from "../../common/index.js";
@@ -27,6 +28,18 @@ const CANCEL_REASONS: Record<CancelSignal, string> = {
 export function describeCancel(run: Run, signal: CancelSignal | null): string {
   if (signal) return `run ${run.id} cancelled (${CANCEL_REASONS[signal]})`;
   return `run ${run.id} was cancelled outside this terminal (exit code ${run.exit_code ?? "-"})`;
+}
+
+/**
+ * Describes a cancelled run from its record, as "cancelled by SIGINT (exit code 130)". The
+ * signal is read from the exit code, 128 + the cancel request's signal, so that records written
+ * before the run manager stored a cancel error are described too.
+ */
+export function describeCancelledRecord(run: Run): string {
+  const number = run.exit_code === null ? null : run.exit_code - 128;
+  const signal = Object.entries(os.constants.signals).find(([, value]) => value === number)?.[0];
+  if (!signal) return `cancelled (exit code ${run.exit_code ?? "-"})`;
+  return `cancelled by ${signal} (exit code ${run.exit_code})`;
 }
 
 /** Describes a runner event as one readable stderr line; returns null for output chunks, which print as they are. */

@@ -349,11 +349,14 @@ export class RunManager extends EventEmitter<{ event: [ServerEvent] }> {
   /**
    * Records how the run ended. A cancelled run stores 128 + the number of the cancel request's
    * signal (130 for Ctrl-C), whatever the runner returned, so that the record and the exit code
-   * of the `galley run` that cancelled it agree. The log keeps the runner's own exit status.
+   * of the `galley run` that cancelled it agree. Its error names that signal, as in
+   * "cancelled by SIGINT". The log keeps the runner's own exit status.
    */
   private end(active: ActiveRun, status: RunStatus, code: number | null, error: Run["error"]): Run {
-    const exitCode = status === "cancelled" ? 128 + os.constants.signals[active.cancelSignal] : code;
-    const run = this.store.finish(active.id, { status, exit_code: exitCode, error });
+    const cancelled = status === "cancelled";
+    const exitCode = cancelled ? 128 + os.constants.signals[active.cancelSignal] : code;
+    const finalError = cancelled && error === null ? { message: `cancelled by ${active.cancelSignal}`, file: null, line: null } : error;
+    const run = this.store.finish(active.id, { status, exit_code: exitCode, error: finalError });
     return this.setStatus(active, run);
   }
 }

@@ -48,6 +48,12 @@ export function tryLock(file: string): LockAttempt {
   }
 }
 
+/** Returns the pid of the live process that holds the lock `file`, or null when no live process holds it. */
+export function lockHolder(file: string): number | null {
+  const holder = readHolder(file);
+  return holder !== null && processExists(holder) ? holder : null;
+}
+
 /** Removes the lock file when this process still holds it. */
 function releaseLock(file: string): void {
   if (readHolder(file) === process.pid) fs.rmSync(file, { force: true });

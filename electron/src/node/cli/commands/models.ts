@@ -2,6 +2,7 @@
 import type { Command } from "commander";
 
 import { TinyFamily } from "../../../common/index.js";
+import { DEFAULT_MODEL_KEY } from "../../control-plane.js";
 import { CliError, type GlobalOptions, openControlPlane, parsePositiveInt } from "../context.js";
 import { modelDetails, modelsTable, table } from "../format.js";
 
@@ -14,6 +15,18 @@ function withRegistry<T>(global: GlobalOptions, action: (plane: ReturnType<typeo
 
 function printWarnings(warnings: string[]): void {
   for (const warning of warnings) process.stderr.write(`warning: ${warning}\n`);
+}
+
+/** Explains an empty registry: the default model is being generated, or none was ever added. */
+function emptyRegistryMessage(plane: ReturnType<typeof openControlPlane>): string {
+  const creator = plane.defaultModelCreator();
+  if (creator !== null) {
+    return (
+      `no models registered yet: galley process ${creator} is creating the default model ${DEFAULT_MODEL_KEY} ` +
+      "(about half a minute); wait for it, then run `galley models list` again"
+    );
+  }
+  return "no models registered; add one with `galley models make-tiny` or `galley models import`";
 }
 
 export function registerModelCommands(program: Command, global: () => GlobalOptions): void {
@@ -70,7 +83,7 @@ export function registerModelCommands(program: Command, global: () => GlobalOpti
       withRegistry(global(), (plane) => {
         const records = plane.models.store.list();
         if (options.json) process.stdout.write(`${JSON.stringify(records, null, 2)}\n`);
-        else if (records.length === 0) process.stdout.write("no models registered; add one with `galley models make-tiny` or `galley models import`\n");
+        else if (records.length === 0) process.stdout.write(`${emptyRegistryMessage(plane)}\n`);
         else process.stdout.write(`${modelsTable(records)}\n`);
       }),
     );

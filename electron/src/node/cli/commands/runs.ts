@@ -6,7 +6,7 @@ import { type Run, type RunDetail, type RunEvent, RunStatus, TERMINAL_RUN_STATUS
 import { resolveDataHome } from "../../layout.js";
 import { CliError, type GlobalOptions, openControlPlane, parsePositiveInt } from "../context.js";
 import { table } from "../format.js";
-import { describeRunEvent, dropRunnerCancelLine, localizer, snapshotNames } from "../run-output.js";
+import { describeCancelledRecord, describeRunEvent, dropRunnerCancelLine, localizer, snapshotNames } from "../run-output.js";
 import { callServer, findServer, type ServerAccess } from "../server-access.js";
 
 // Every event of a run, as far as one request returns them (the API's maximum).
@@ -102,6 +102,7 @@ async function showRun(id: string, global: GlobalOptions): Promise<void> {
         if (line) process.stdout.write(`${localize(line)}\n`);
       }
     }
+    if (record.status === "cancelled") process.stdout.write(`--- run ${id} ${describeCancelledRecord(record)}\n`);
   } finally {
     history.close();
   }
