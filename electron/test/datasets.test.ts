@@ -70,8 +70,46 @@ describe("datasets", () => {
     expect(body.message).toContain(`${file} has 2 problems in 3 data records`);
     expect(body.reasons).toEqual([
       `${file}:2: the row has 3 fields, but the header has 2 ("a", "b"); put a field that contains commas in double quotes ("1,5")`,
-      `${file}:5: the row has 1 field, but the header has 2 ("a", "b"); put a field that contains commas in double quotes ("1,5")`,
+      `${file}:5: the row has 1 field, but the header has 2 ("a", "b"), so it has no value for "b"; add the missing fields, or end the row with one comma per missing field to leave them empty`,
     ]);
+    expect(plane.datasets.store.list()).toEqual([]);
+  });
+
+  test("csv problems count every data record", () => {
+    const file = path.join(dir, "mixed.csv");
+    fs.writeFileSync(file, 'q,a\n1,2,3\n4\n5,6\n"a"b,c\n');
+    const body = rejectionOf(file, "mixed");
+    expect(body.message).toContain(`${file} has 3 problems in 4 data records`);
+    expect(body.reasons).toEqual([
+      `${file}:2: the row has 3 fields, but the header has 2 ("q", "a"); put a field that contains commas in double quotes ("1,5")`,
+      `${file}:3: the row has 1 field, but the header has 2 ("q", "a"), so it has no value for "a"; add the missing fields, or end the row with one comma per missing field to leave them empty`,
+      `${file}:5: text "b" follows the closing quote of a quoted field; put a comma after the quote, or write a quote inside the field as ""`,
+    ]);
+  });
+
+  test("csv short row names every missing column", () => {
+    const file = path.join(dir, "short.csv");
+    fs.writeFileSync(file, "q,a,source\n1,2,x\n3\n");
+    const body = rejectionOf(file, "short");
+    expect(body.reasons?.[0]).toContain('so it has no value for "a", "source";');
+    expect(body.reasons?.[0]).not.toContain("double quotes");
+  });
+
+  test("csv unterminated quote counts as a record", () => {
+    const file = path.join(dir, "open.csv");
+    fs.writeFileSync(file, 'q,a\n1,2\n"open,3\n4,5\n');
+    expect(rejectionOf(file, "open").message).toContain(`${file} has 1 problem in 2 data records`);
+  });
+
+  test.each([
+    ["duplicate.csv", "q,q\n1,2\n", 'column 2 of the header is named "q", like column 1; give every column a distinct name'],
+    ["unnamed.csv", "q,\n1,2\n", "column 2 of the header has no name; give every column a name"],
+    ["blank.csv", "q, ,a\n1,2,3\n", "column 2 of the header has no name; give every column a name"],
+  ])("csv header %s is rejected", (name, text, reason) => {
+    const file = path.join(dir, name);
+    fs.writeFileSync(file, text);
+    const body = rejectionOf(file, "header");
+    expect(body.reasons).toEqual([`${file}:1: ${reason}`]);
     expect(plane.datasets.store.list()).toEqual([]);
   });
 

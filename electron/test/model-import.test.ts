@@ -532,6 +532,104 @@ describe("adapters", () => {
         'trained on "base"; only the LoRA shapes were checked',
     ]);
   });
+  // Rewrites the adapter's safetensors with layer 0's q_proj LoRA pair plus `extra` tensors.
+  function writeAdapterTensors(dir: string, extra: Record<string, { dtype: string; shape: number[] }>): void {
+    fs.writeFileSync(
+      path.join(dir, "adapter_model.safetensors"),
+      encodeSafetensors({
+        "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight": { dtype: "F32", shape: [4, 8] },
+        "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight": { dtype: "F32", shape: [8, 4] },
+        ...extra,
+      }),
+    );
+  }
+
+  test("modules_to_save without its weights is rejected", async () => {
+    await plane.models.importFolder({ dir: writeSmallModel(tempDir("m")), key: "base" });
+    const adapter = writeAdapter(tempDir("a"), "base", 4, undefined, 0, { modules_to_save: ["lm_head"] });
+    const error = await rejection(adapter);
+    expect(error.details.reasons).toEqual([
+      'adapter_config.json: modules_to_save lists "lm_head", but the safetensors files have no ' +
+        "base_model.model.lm_head.weight; peft cannot load the adapter without the module's full weights, so " +
+        "save the adapter again with peft's save_pretrained, or remove the entry from modules_to_save if the " +
+        "module was not trained",
+    ]);
+    expect(plane.models.store.find("rejected")).toBeNull();
+  });
+
+  test("modules_to_save with wrapper keys is rejected", async () => {
+    await plane.models.importFolder({ dir: writeSmallModel(tempDir("m")), key: "base" });
+    const adapter = writeAdapter(tempDir("a"), "base", 4, undefined, 0, { modules_to_save: ["lm_head"] });
+    writeAdapterTensors(adapter, {
+      "base_model.model.lm_head.modules_to_save.default.weight": { dtype: "F32", shape: [16, 8] },
+    });
+    const error = await rejection(adapter);
+    expect(error.details.reasons).toHaveLength(1);
+    expect(error.details.reasons?.[0]).toContain("have no base_model.model.lm_head.weight");
+    expect(error.details.reasons?.[0]).toContain(
+      "the file has base_model.model.lm_head.modules_to_save.default.weight instead",
+    );
+  });
+
+  test("modules_to_save with its weights is accepted", async () => {
+    await plane.models.importFolder({ dir: writeSmallModel(tempDir("m")), key: "base" });
+    const adapter = writeAdapter(tempDir("a"), "base", 4, undefined, 0, { modules_to_save: ["lm_head", "norm"] });
+    writeAdapterTensors(adapter, {
+      "base_model.model.lm_head.weight": { dtype: "F32", shape: [16, 8] },
+      "base_model.model.model.norm.weight": { dtype: "F32", shape: [8] },
+    });
+    const { model, warnings } = await plane.models.importFolder({ dir: adapter, key: "saved" });
+    expect(model.kind).toBe("adapter");
+    expect(warnings).toEqual([]);
+  });
+
+  test("modules_to_save on every layer needs each layer", async () => {
+    await plane.models.importFolder({ dir: writeSmallModel(tempDir("m")), key: "base" });
+    const adapter = writeAdapter(tempDir("a"), "base", 4, undefined, 0, { modules_to_save: ["o_proj"] });
+    writeAdapterTensors(adapter, {
+      "base_model.model.model.layers.0.self_attn.o_proj.weight": { dtype: "F32", shape: [8, 8] },
+    });
+    const error = await rejection(adapter);
+    expect(error.details.reasons?.[0]).toContain(
+      'modules_to_save lists "o_proj", but the safetensors files have no ' +
+        "base_model.model.model.layers.1.self_attn.o_proj.weight;",
+    );
+  });
+
+  test("DoRA without magnitude vectors is rejected", async () => {
+    await plane.models.importFolder({ dir: writeSmallModel(tempDir("m")), key: "base" });
+    const adapter = writeAdapter(tempDir("a"), "base", 4, undefined, 0, { use_dora: true });
+    const error = await rejection(adapter);
+    expect(error.details.reasons).toEqual([
+      'adapter_config.json sets "use_dora": true, but the safetensors files have no DoRA magnitude vector ' +
+        "base_model.model.model.layers.0.self_attn.q_proj.lora_magnitude_vector; without them peft recomputes " +
+        "the magnitudes from the base and the adapter no longer computes what was trained, so import the " +
+        'complete DoRA export, or set "use_dora": false if it was trained as plain LoRA',
+    ]);
+  });
+
+  test("DoRA with magnitude vectors is accepted", async () => {
+    await plane.models.importFolder({ dir: writeSmallModel(tempDir("m")), key: "base" });
+    const adapter = writeAdapter(tempDir("a"), "base", 4, undefined, 0, { use_dora: true });
+    writeAdapterTensors(adapter, {
+      "base_model.model.model.layers.0.self_attn.q_proj.lora_magnitude_vector": { dtype: "F32", shape: [8] },
+    });
+    const { model } = await plane.models.importFolder({ dir: adapter, key: "dora" });
+    expect(model.kind).toBe("adapter");
+  });
+
+  test("target without LoRA weights warns", async () => {
+    await plane.models.importFolder({ dir: writeSmallModel(tempDir("m")), key: "base" });
+    const targets = { target_modules: ["q_proj", "k_proj"] };
+    const adapter = writeAdapter(tempDir("a"), "base", 4, undefined, 0, targets);
+    const { model, warnings } = await plane.models.importFolder({ dir: adapter, key: "partial" });
+    expect(model.kind).toBe("adapter");
+    expect(warnings).toEqual([
+      'adapter_config.json: target_modules lists "k_proj", but the adapter has no LoRA weights (lora_A, lora_B) ' +
+        "for them, so peft adds LoRA layers that start at zero there and the adapter behaves as if they were not " +
+        "targeted; remove them from target_modules, or import the export that has their weights",
+    ]);
+  });
 });
 
 describe("architectures", () => {

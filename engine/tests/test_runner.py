@@ -555,3 +555,112 @@ def test_check_reports_syntax_error(tmp_path):
     result = run_galley("broken.py", "--check", cwd=tmp_path)
     assert result.returncode == 2
     assert last_line(result.stderr).startswith("error: broken.py:1: SyntaxError")
+
+
+ALIAS_UNION_RECIPE = """
+from typing import Literal
+from pydantic import BaseModel, ConfigDict, Field
+from galley.runtime import InputConfig, recipe_main
+
+
+class Aliased(BaseModel):
+    learning_rate: float = Field(1.0, alias="learningRate")
+
+
+class ByName(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+    learning_rate: float = Field(1.0, alias="learningRate")
+
+
+class A(BaseModel):
+    kind: Literal["a"]
+    x: int
+
+
+class B(BaseModel):
+    kind: Literal["b"]
+    y: int
+
+
+class Config(InputConfig):
+    al: Aliased = Aliased()
+    by_name: ByName = ByName()
+    choice: A | B = A(kind="a", x=0)
+    choices: list[A | B] = []
+
+
+@recipe_main
+async def main(config: Config, ctx):
+    print("ran with", config.model_dump_json(by_alias=True))
+"""
+
+
+@pytest.fixture
+def alias_union_recipe(tmp_path: Path) -> Path:
+    write_recipe(tmp_path, "shapes.py", ALIAS_UNION_RECIPE)
+    return tmp_path
+
+
+def check_shapes(folder: Path, config: dict) -> subprocess.CompletedProcess[str]:
+    (folder / "config.json").write_text(json.dumps(config))
+    return run_galley("shapes.py", "--config", "config.json", "--check", cwd=folder)
+
+
+def test_field_name_suggests_alias(alias_union_recipe):
+    result = check_shapes(alias_union_recipe, {"al": {"learning_rate": 1}})
+    assert result.returncode == 2, result.stderr
+    assert (
+        'config field "al.learning_rate" is not a field of Aliased; write it as "al.learningRate", '
+        "the alias that Aliased accepts (fields: learningRate)"
+    ) in result.stderr
+    assert 'did you mean "al.learning_rate"' not in result.stderr
+
+
+def test_alias_typo_suggests_alias(alias_union_recipe):
+    result = check_shapes(alias_union_recipe, {"al": {"learningRat": 1}})
+    assert result.returncode == 2, result.stderr
+    assert last_line(result.stderr).endswith(
+        'config field "al.learningRat" is not a field of Aliased; did you mean "al.learningRate"? '
+        "Rename or remove it in the config (fields: learningRate)"
+    )
+
+
+def test_populate_by_name_lists_both_keys(alias_union_recipe):
+    accepted = check_shapes(alias_union_recipe, {"by_name": {"learning_rate": 2}, "al": {"learningRate": 3}})
+    assert accepted.returncode == 0, accepted.stderr
+
+    result = check_shapes(alias_union_recipe, {"by_name": {"learning_rat": 1}})
+    assert result.returncode == 2, result.stderr
+    assert last_line(result.stderr).endswith(
+        'config field "by_name.learning_rat" is not a field of ByName; did you mean "by_name.learning_rate"? '
+        "Rename or remove it in the config (fields: learningRate, learning_rate)"
+    )
+
+
+def test_union_reports_matching_branch(alias_union_recipe):
+    result = check_shapes(alias_union_recipe, {"choice": {"kind": "a", "x": 1, "bogus": 4}})
+    assert result.returncode == 2, result.stderr
+    assert last_line(result.stderr) == (
+        'error: shapes.py:15: invalid config (1 problem): config field "choice.bogus" is not a field of A; '
+        "remove it from the config (fields: kind, x)"
+    )
+
+
+def test_union_in_list_reports_matching_branch(alias_union_recipe):
+    config = {"choices": [{"kind": "a", "x": 1}, {"kind": "b", "x": 2}]}
+    result = check_shapes(alias_union_recipe, config)
+    assert result.returncode == 2, result.stderr
+    assert "invalid config (2 problems)" in last_line(result.stderr)
+    assert 'config field "choices[1].y" is missing' in result.stderr
+    assert 'config field "choices[1].x" is not a field of B' in result.stderr
+    assert ".A." not in result.stderr
+    assert ".B." not in result.stderr
+
+
+def test_union_without_matching_literal(alias_union_recipe):
+    result = check_shapes(alias_union_recipe, {"choice": {"kind": "c", "x": 1}})
+    assert result.returncode == 2, result.stderr
+    assert last_line(result.stderr).endswith(
+        """invalid config (1 problem): config field "choice.kind" = "c": Input should be 'a' or 'b'; """
+        'change "choice.kind" in the config'
+    )

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import AliasChoices, BaseModel
 from pydantic.fields import FieldInfo
 
 SEQUENCE_ORIGINS = (list, tuple, set, frozenset)
@@ -68,11 +68,77 @@ def resolve_location(root: type[BaseModel], loc: tuple[Any, ...]) -> list[FieldS
     return steps
 
 
+@dataclass(frozen=True)
+class UnionBranch:
+    """A union member that pydantic tried, by the class name it puts into an error location.
+
+    ``at`` is the number of leading parts of the location without class names, so errors with
+    the same ``at`` and the same parts before it come from the same union.
+    """
+
+    at: int
+    name: str
+
+
+def split_union_branches(
+    root: type[BaseModel], loc: tuple[Any, ...]
+) -> tuple[tuple[Any, ...], list[UnionBranch]]:
+    """Split ``loc`` into the config path (without union class names) and the branches it passes.
+
+    Only unions of several models are recognized; a union of a model and a scalar type keeps
+    pydantic's member names (``"int"``) in the path.
+    """
+    path: list[Any] = []
+    branches: list[UnionBranch] = []
+    current: Any = root
+    for part in loc:
+        candidates = _unwrap(current)
+        models = [candidate for candidate in candidates if _is_model(candidate)]
+        if isinstance(part, str):
+            tagged = [model for model in models if model.__name__ == part]
+            if len(models) > 1 and len(tagged) == 1:
+                branches.append(UnionBranch(len(path), part))
+                current = tagged[0]
+                continue
+            path.append(part)
+            if len(models) == 1:
+                _, field = _field_of(models[0], part)
+                current = None if field is None else field.annotation
+            else:
+                current = _mapping_value_type(candidates)
+        else:
+            path.append(part)
+            current = _sequence_item_type(candidates)
+    return tuple(path), branches
+
+
 def _field_of(model: type[BaseModel], key: str) -> tuple[str | None, FieldInfo | None]:
     for name, info in model.model_fields.items():
-        if key in (name, info.alias, info.validation_alias):
+        if key == name or key in input_names(model, name, info):
             return name, info
     return None, None
+
+
+def input_names(model: type[BaseModel], name: str, info: FieldInfo) -> list[str]:
+    """Return the keys that a config may use for a field, with pydantic's alias rules.
+
+    A field with an alias takes the alias only, unless the model sets ``populate_by_name``
+    (or ``validate_by_name``), which adds the field name. ``validate_by_alias=False`` turns the
+    alias off. An ``AliasPath`` reaches into nested data and gives no single key.
+    """
+    settings = model.model_config
+    aliases: list[str] = []
+    validation_alias = info.validation_alias
+    if isinstance(validation_alias, str):
+        aliases = [validation_alias]
+    elif isinstance(validation_alias, AliasChoices):
+        aliases = [choice for choice in validation_alias.choices if isinstance(choice, str)]
+    elif validation_alias is None and info.alias is not None:
+        aliases = [info.alias]
+    if not aliases or settings.get("validate_by_alias") is False:
+        return [name]
+    by_name = bool(settings.get("populate_by_name") or settings.get("validate_by_name"))
+    return [*aliases, name] if by_name else aliases
 
 
 def _is_model(value: Any) -> bool:

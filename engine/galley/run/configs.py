@@ -17,7 +17,14 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from galley.run.config_fields import Declarations, FieldStep, resolve_location
+from galley.run.config_fields import (
+    Declarations,
+    FieldStep,
+    UnionBranch,
+    input_names,
+    resolve_location,
+    split_union_branches,
+)
 from galley.run.failures import LoadFailure
 from galley.run.loader import Recipe
 from galley.sdk.config import KNOWN_MODEL_KEYS_CONTEXT, SCHEMA_KIND_KEY, AdaptiveModel
@@ -122,17 +129,17 @@ def _config_failure(recipe: Recipe, config_path: str | None, errors: list[ErrorD
     declarations = Declarations(recipe.path, recipe.module.__name__)
     fallback_line = _class_line(recipe)
     problems: list[tuple[int, str]] = []
-    for item in errors:
+    for item, path in _best_union_branches(config_class, errors):
         loc = tuple(item["loc"])
-        field = _location(loc)
+        field = _location(path)
         steps = resolve_location(config_class, loc)
         line = _declaration_line(steps, declarations) or fallback_line
         if item["type"] == "missing":
             annotation = steps[-1].field.annotation if steps and steps[-1].field else None
-            message = f'config field "{field}" is missing; {_missing_fix(loc, annotation, config_path)}'
+            message = f'config field "{field}" is missing; {_missing_fix(path, annotation, config_path)}'
         elif item["type"] == "extra_forbidden":
             model = steps[-1].model if steps else config_class
-            message = f'config field "{field}" is not a field of {model.__name__}; {_extra_fix(loc, model)}'
+            message = f'config field "{field}" is not a field of {model.__name__}; {_extra_fix(path, model)}'
         else:
             message = f'config field "{field}" = {_shown_value(item.get("input"))}: {item["msg"]}'
             if item["type"] not in SELF_EXPLAINING_ERRORS:
@@ -146,6 +153,66 @@ def _config_failure(recipe: Recipe, config_path: str | None, errors: list[ErrorD
         summary = " ".join(f"({number}) {message}" for number, (_, message) in enumerate(problems, 1))
         count = f"{len(problems)} problems"
     return LoadFailure(recipe.display, problems[0][0], f"invalid config ({count}): {summary}", details)
+
+
+# One pydantic error, its config path without union class names, and the union members it passes.
+TaggedError = tuple[ErrorDetails, tuple[Any, ...], list[UnionBranch]]
+
+
+def _best_union_branches(
+    config_class: type[BaseModel], errors: list[ErrorDetails]
+) -> list[tuple[ErrorDetails, tuple[Any, ...]]]:
+    """Keep the errors of the union member that fits the config best, each with its config path.
+
+    pydantic reports every member of a union of models that failed, with the class name in the
+    location (``choice.A.bogus``, ``choice.B.y``). As pydantic's smart mode does, the member
+    that fits best is one whose Literal fields match (no ``literal_error``), then the one with
+    the fewest errors, then the one declared first.
+    """
+    tagged: list[TaggedError] = []
+    for item in errors:
+        path, branches = split_union_branches(config_class, tuple(item["loc"]))
+        tagged.append((item, path, branches))
+    return [(item, path) for item, path, _ in _choose_branches(tagged)]
+
+
+def _choose_branches(tagged: list[TaggedError]) -> list[TaggedError]:
+    kept = [entry for entry in tagged if not entry[2]]
+    # The errors of one union share the config path before its first branch.
+    unions: dict[tuple[Any, ...], dict[str, list[TaggedError]]] = {}
+    for entry in tagged:
+        if entry[2]:
+            first = entry[2][0]
+            unions.setdefault(entry[1][: first.at], {}).setdefault(first.name, []).append(entry)
+    for by_branch in unions.values():
+        literal_free = [branch for branch in by_branch.values() if not _has_literal_error(branch)]
+        if not literal_free:
+            merged = _merged_literal_error(list(by_branch.values()))
+            if merged is not None:
+                kept.append(merged)
+                continue
+        candidates = literal_free or list(by_branch.values())
+        best = min(candidates, key=len)
+        kept.extend(_choose_branches([(item, path, branches[1:]) for item, path, branches in best]))
+    return kept
+
+
+def _has_literal_error(branch: list[TaggedError]) -> bool:
+    return any(item["type"] == "literal_error" for item, _, _ in branch)
+
+
+def _merged_literal_error(branches: list[list[TaggedError]]) -> TaggedError | None:
+    """Return one error listing every member's expected value when all fail on the same Literal field."""
+    literal_errors = [
+        next(entry for entry in branch if entry[0]["type"] == "literal_error") for branch in branches
+    ]
+    paths = {path for _, path, _ in literal_errors}
+    if len(paths) != 1:
+        return None
+    item, path, _ = literal_errors[0]
+    expected = " or ".join(str(error.get("ctx", {}).get("expected", "?")) for error, _, _ in literal_errors)
+    merged: ErrorDetails = {**item, "msg": f"Input should be {expected}"}
+    return merged, path, []
 
 
 def _declaration_line(steps: list[FieldStep], declarations: Declarations) -> int | None:
@@ -164,9 +231,15 @@ def _declaration_line(steps: list[FieldStep], declarations: Declarations) -> int
 
 
 def _extra_fix(loc: tuple[Any, ...], model: type[BaseModel]) -> str:
-    known = list(model.model_fields)
+    """Suggest the key the config must use, from the keys the model accepts (aliases included)."""
+    accepted = {name: input_names(model, name, info) for name, info in model.model_fields.items()}
+    known = [key for keys in accepted.values() for key in keys]
     listed = ", ".join(known) or "(none)"
     key = str(loc[-1]) if loc else ""
+    if key in accepted:
+        # The field's own name, where the model accepts only its alias.
+        suggestion = _location((*loc[:-1], accepted[key][0]))
+        return f'write it as "{suggestion}", the alias that {model.__name__} accepts (fields: {listed})'
     close = difflib.get_close_matches(key, known, n=1)
     if close:
         suggestion = _location((*loc[:-1], close[0]))

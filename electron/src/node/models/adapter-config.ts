@@ -216,3 +216,110 @@ export function baseFamilyReasons(named: string, base: ModelRecord): string[] {
       `base_model_name_or_path in adapter_config.json if it was trained on "${base.key}"`,
   ];
 }
+
+// The prefix that peft's save_pretrained puts before every module path of the causal LM.
+const PEFT_PREFIX = "base_model.model.";
+
+/** Returns the string entries of a list field of adapter_config.json, or [] when it is absent or not a list. */
+function stringList(adapterConfig: ConfigJson, field: string): string[] {
+  const value = adapterConfig[field];
+  return Array.isArray(value) ? value.filter((entry): entry is string => typeof entry === "string") : [];
+}
+
+/**
+ * Rejects modules_to_save entries whose full weights are missing from the safetensors files.
+ * peft 0.21 saves such a module as "base_model.model.<module path>.<parameter>" (for example
+ * base_model.model.lm_head.weight) and fails to load the adapter with a KeyError on that name
+ * when it is missing. Its modules_to_save rule is a plain suffix match on the module path.
+ */
+export function savedModuleReasons(adapterConfig: ConfigJson, tensorNames: string[], base: ModelRecord | null): string[] {
+  const entries = stringList(adapterConfig, "modules_to_save");
+  if (entries.length === 0) return [];
+  const baseNames = base ? baseModuleNames(base.config) : null;
+  const present = new Set(tensorNames);
+  const reasons: string[] = [];
+  for (const entry of entries) {
+    const matched = baseNames?.filter((name) => name.endsWith(entry)) ?? [];
+    let missing: string[];
+    if (matched.length > 0) {
+      missing = matched.map((name) => `${PEFT_PREFIX}${name}.weight`).filter((name) => !present.has(name));
+    } else {
+      // NOTE: for a module the base list does not cover (a norm, or a base of another family),
+      // one saved parameter under a matching path passes, though peft needs every matching module.
+      const saved = tensorNames.some((name) => {
+        if (!name.startsWith(PEFT_PREFIX) || name.includes(".lora_")) return false;
+        const module = name.slice(PEFT_PREFIX.length).replace(/\.[^.]+$/, "");
+        return module.endsWith(entry);
+      });
+      missing = saved ? [] : [`${PEFT_PREFIX}…${entry}.weight`];
+    }
+    if (missing.length === 0) continue;
+
+    // Keys copied from a live model's state_dict keep peft's wrapper path, which peft 0.21 does not load.
+    const wrapped = tensorNames.filter((name) => name.includes(`${entry}.modules_to_save.`));
+    const fix =
+      wrapped.length > 0
+        ? `the file has ${summarizeNames(wrapped)} instead, the wrapper path of a live peft model; rename each to ` +
+          `${PEFT_PREFIX}<module path>.<parameter> without ".modules_to_save.<adapter name>", or save the adapter ` +
+          "with save_pretrained"
+        : "save the adapter again with peft's save_pretrained, or remove the entry from modules_to_save if the " +
+          "module was not trained";
+    reasons.push(
+      `adapter_config.json: modules_to_save lists ${JSON.stringify(entry)}, but the safetensors files have no ` +
+        `${summarizeNames(missing)}; peft cannot load the adapter without the module's full weights, so ${fix}`,
+    );
+  }
+  return reasons;
+}
+
+/**
+ * Warns about target_modules list entries that no LoRA weights in the file belong to. peft
+ * still loads such an adapter, and with its default init_lora_weights the LoRA layers it
+ * builds for those modules start with lora_B at zero, so they change no output. But the
+ * config then claims modules the adapter was not trained on (or the file lost their
+ * weights), which the person importing it should know. A regular-expression target_modules
+ * is not checked.
+ */
+export function untrainedTargetWarnings(adapterConfig: ConfigJson, pairs: LoraPair[]): string[] {
+  const targets = stringList(adapterConfig, "target_modules");
+  if (!Array.isArray(adapterConfig.target_modules) || pairs.length === 0) return [];
+  const untrained = targets.filter(
+    (target) => !pairs.some((pair) => pair.module === target || pair.module.endsWith(`.${target}`)),
+  );
+  if (untrained.length === 0) return [];
+  const listed = untrained.map((target) => JSON.stringify(target)).join(", ");
+  return [
+    `adapter_config.json: target_modules lists ${listed}, but the adapter has no LoRA weights (lora_A, lora_B) ` +
+      "for them, so peft adds LoRA layers that start at zero there and the adapter behaves as if they were not " +
+      "targeted; remove them from target_modules, or import the export that has their weights",
+  ];
+}
+
+/**
+ * Rejects a DoRA adapter ("use_dora": true) whose LoRA modules lack the magnitude vectors.
+ * peft 0.21 saves one per module as "<module>.lora_magnitude_vector" (no ".weight" suffix).
+ * Without them peft recomputes the magnitudes from the base weights with only a warning,
+ * so the adapter would load and produce different outputs than the trained one.
+ */
+export function doraReasons(adapterConfig: ConfigJson, pairs: LoraPair[], tensorNames: string[]): string[] {
+  if (adapterConfig.use_dora !== true) return [];
+  const magnitudes = new Set(
+    tensorNames
+      .map((name) => /^(?:base_model\.model\.)?(.+)\.lora_magnitude_vector$/.exec(name)?.[1])
+      .filter((module): module is string => module !== undefined),
+  );
+  const missing = pairs.map((pair) => pair.module).filter((module) => !magnitudes.has(module));
+  if (missing.length === 0) return [];
+  const keys = missing.map((module) => `${PEFT_PREFIX}${module}.lora_magnitude_vector`);
+  return [
+    `adapter_config.json sets "use_dora": true, but the safetensors files have no DoRA magnitude vector ` +
+      `${summarizeNames(keys)}; without them peft recomputes the magnitudes from the base and the adapter no ` +
+      `longer computes what was trained, so import the complete DoRA export, or set "use_dora": false if it ` +
+      "was trained as plain LoRA",
+  ];
+}
+
+function summarizeNames(names: string[]): string {
+  const listed = names.slice(0, MAX_LISTED_MODULES).join(", ");
+  return names.length > MAX_LISTED_MODULES ? `${listed} and ${names.length - MAX_LISTED_MODULES} more` : listed;
+}

@@ -8,10 +8,13 @@ import type { ModelFacts, ModelKind, ModelRecord } from "../../common/index.js";
 import { ApiError } from "../errors.js";
 import {
   baseFamilyReasons,
+  doraReasons,
   peftTypeReasons,
   rankReasons,
+  savedModuleReasons,
   targetModuleReasons,
   unknownModuleReasons,
+  untrainedTargetWarnings,
 } from "./adapter-config.js";
 import { adapterShapeMismatches, loraPairs, namedBaseModel, shapeMismatchReasons } from "./adapter-fit.js";
 import { buildFacts, type ConfigJson, intField, textConfig } from "./facts.js";
@@ -345,7 +348,13 @@ function inspectAdapter(dir: string, options: InspectOptions): FolderInspection 
 
   if (adapterConfig) reasons.push(...peftTypeReasons(adapterConfig));
   const pairs = weights ? loraPairs(weights.headers) : [];
+  const tensorNames = weights ? weights.headers.flatMap((header) => [...header.tensors.keys()]) : [];
   if (adapterConfig) reasons.push(...rankReasons(adapterConfig, pairs));
+  if (adapterConfig && weights) {
+    reasons.push(...savedModuleReasons(adapterConfig, tensorNames, base));
+    reasons.push(...doraReasons(adapterConfig, pairs, tensorNames));
+    warnings.push(...untrainedTargetWarnings(adapterConfig, pairs));
+  }
   if (adapterConfig && base && base.kind !== "adapter") reasons.push(...targetModuleReasons(adapterConfig, base));
   if (weights && base && base.kind !== "adapter" && base.path !== null) {
     const named = typeof adapterConfig?.base_model_name_or_path === "string" ? adapterConfig.base_model_name_or_path : null;

@@ -17,6 +17,8 @@ export interface CsvProblem {
 export interface CsvParse {
   records: CsvRecord[];
   problems: CsvProblem[];
+  /** Records left out of `records` because of a syntax error in them. */
+  droppedRecords: number;
 }
 
 /**
@@ -36,10 +38,12 @@ export function parseCsv(text: string): CsvParse {
   // and whether a syntax error drops it.
   let started = false;
   let dropped = false;
+  let droppedRecords = 0;
 
   const endRecord = (): void => {
     fields.push(field);
     if (started && !dropped) records.push({ line: recordLine, fields });
+    if (started && dropped) droppedRecords++;
     fields = [];
     field = "";
     started = false;
@@ -63,7 +67,7 @@ export function parseCsv(text: string): CsvParse {
           line: quoteLine,
           text: 'a quoted field starts here and has no closing quote ("); close it, and write a quote inside a field as ""',
         });
-        return { records, problems };
+        return { records, problems, droppedRecords: droppedRecords + 1 };
       }
       field = end.value;
       index = end.close + 1;
@@ -94,7 +98,7 @@ export function parseCsv(text: string): CsvParse {
     }
   }
   if (started) endRecord();
-  return { records, problems };
+  return { records, problems, droppedRecords };
 }
 
 /** Reads a quoted field from `start` (after the opening quote) to its closing quote, or -1 if none. */

@@ -264,7 +264,7 @@ function plural(count: number, noun: string): string {
 
 /** Counts the data records of a CSV file with a header row; a quoted field may span lines. */
 function csvRows(file: string, text: string): number {
-  const { records, problems } = parseCsv(text);
+  const { records, problems, droppedRecords } = parseCsv(text);
   const [header, ...rows] = records;
   if (!header && problems.length === 0) {
     rejectFile(file, 1, "the file is empty; write a header row and one row per example");
@@ -274,21 +274,53 @@ function csvRows(file: string, text: string): number {
   }
   const lineProblems: LineProblem[] = [...problems];
   if (header) {
-    const columns = header.fields.length;
-    const names = header.fields.map((name) => JSON.stringify(name)).join(", ");
+    lineProblems.push(...headerProblems(header.line, header.fields));
     for (const row of rows) {
-      if (row.fields.length === columns) continue;
-      lineProblems.push({
-        line: row.line,
-        text:
-          `the row has ${plural(row.fields.length, "field")}, but the header has ${columns} (${names}); ` +
-          'put a field that contains commas in double quotes ("1,5")',
-      });
+      const problem = fieldCountProblem(row.fields, header.fields);
+      if (problem) lineProblems.push({ line: row.line, text: problem });
     }
   }
   lineProblems.sort((a, b) => a.line - b.line);
-  if (lineProblems.length > 0) reject(file, lineProblems, plural(rows.length, "data record"));
+  // Records dropped for a syntax error are data records too; the header is not.
+  const dataRecords = rows.length + droppedRecords;
+  if (lineProblems.length > 0) reject(file, lineProblems, plural(dataRecords, "data record"));
   return rows.length;
+}
+
+/** Rejects header columns without a name or with a name that an earlier column has, by 1-based column number. */
+function headerProblems(line: number, names: string[]): LineProblem[] {
+  const problems: LineProblem[] = [];
+  const firstColumn = new Map<string, number>();
+  names.forEach((name, index) => {
+    const column = index + 1;
+    if (name.trim() === "") {
+      problems.push({ line, text: `column ${column} of the header has no name; give every column a name` });
+      return;
+    }
+    const earlier = firstColumn.get(name);
+    if (earlier !== undefined) {
+      problems.push({
+        line,
+        text: `column ${column} of the header is named ${JSON.stringify(name)}, like column ${earlier}; give every column a distinct name`,
+      });
+      return;
+    }
+    firstColumn.set(name, column);
+  });
+  return problems;
+}
+
+/** Returns why a row's field count differs from the header's, or null when they match. */
+function fieldCountProblem(fields: string[], names: string[]): string | null {
+  const columns = names.length;
+  if (fields.length === columns) return null;
+  const listed = names.map((name) => JSON.stringify(name)).join(", ");
+  const counts = `the row has ${plural(fields.length, "field")}, but the header has ${columns} (${listed})`;
+  if (fields.length > columns) {
+    return `${counts}; put a field that contains commas in double quotes ("1,5")`;
+  }
+  const missing = names.slice(fields.length).map((name) => JSON.stringify(name)).join(", ");
+  return `${counts}, so it has no value for ${missing}; add the missing fields, or end the row with one comma per missing field to leave them empty`;
 }
 
 /** Validates a dataset file and returns its row count; throws unprocessable with every problem. */
