@@ -227,8 +227,8 @@ METHODS: dict[str, type[WireModel] | None] = {
 #   spawn           -> SpawnResult
 #   dealloc         -> {name, released: true, pids: [int]}  (the processes have exited); for a
 #                      name this session only planned, it gives back the planned bytes (pids: []);
-#                      for a spawn whose worker died, it frees the name (pids: [], died: the
-#                      error that ops on the name raised)
+#                      for a spawn whose worker died, it frees the name (pids: [], died: how
+#                      the worker died, as in the worker_died error of ops on the name)
 #   release         -> {id, name, session, released: true, pids: [int]}; ends a spawn of any
 #                      session, whose owner then gets not_found on its next op
 #   plan            -> {name, kind, model_key, tp, kv_cache_len, tokens_to_generate, max_batch_size,

@@ -148,6 +148,53 @@ def test_kv_cache_len_advised_after_fewest_deallocs():
         admit(plan.replan(kv_cache_len=largest + 1), [device], held=held[:1])
 
 
+def test_requested_kv_cache_len_fitting_after_dealloc_not_shrunk():
+    # 'ref' (Qwen3 32B, kv_cache_len=32768) takes about 69.5 GiB of 80, and 'judge' needs
+    # about 31.5 GiB. After dealloc() of 'ref' the requested 131072 fits, so the advice is
+    # that dealloc() and not a cache one token shorter.
+    device = virtual_device(80)
+    ref = plan_spawn(
+        find_architecture("qwen3-32b").facts(), "inference", kv_cache_len=32768, spawn_name="ref"
+    )
+    held = [Holding("ref", "virtual:0", admit(ref, [device]).ranks[0].planned_bytes)]
+    judge = plan_spawn(find_architecture(MODEL).facts(), "inference", kv_cache_len=131072, spawn_name="judge")
+
+    with pytest.raises(SpawnRefused) as raised:
+        admit(judge, [device], held=held)
+    message = raised.value.message
+    assert "kv_cache_len=131071" not in message
+    assert "(largest that fits; requested 131072), after dealloc()" not in message
+    assert "no kv_cache_len fits: weights and overhead alone take" in message
+    assert "dealloc() 'ref' (69.51 GiB) before this spawn; then it fits" in message
+
+    advice = (raised.value.data or {})["advice"]
+    assert advice["max_kv_cache_len"] is None
+    assert "max_kv_cache_len" not in advice["needs_dealloc"]
+    assert advice["dealloc"] == {"fits": True, "spawns": ["ref"], "bytes": held[0].bytes}
+
+
+def test_requested_max_batch_size_fitting_after_dealloc_not_shrunk():
+    # Full training of Qwen2.5 0.5B at max_batch_size=4096 plans about 20.9 GiB, of which
+    # about 8.8 GiB do not shrink with the batch. Beside 'first' only 6 GiB are free, so no
+    # batch size fits there, and after dealloc() of 'first' the requested one does.
+    device = virtual_device(24)
+    facts = find_architecture("qwen2.5-0.5b-instruct").facts()
+    plan = plan_spawn(facts, "train", max_batch_size=4096, spawn_name="second")
+    held = [Holding("first", "virtual:0", 18 * GIB)]
+
+    with pytest.raises(SpawnRefused) as raised:
+        admit(plan, [device], held=held)
+    message = raised.value.message
+    assert "max_batch_size=4095" not in message
+    assert "no max_batch_size fits: weights, gradients, optimizer state and overhead alone take" in message
+    assert "dealloc() 'first' (18.00 GiB) before this spawn; then it fits" in message
+
+    advice = (raised.value.data or {})["advice"]
+    assert advice["max_batch_size"] is None
+    assert "max_batch_size" not in advice["needs_dealloc"]
+    assert advice["dealloc"]["fits"] is True
+
+
 def test_pinned_device_advised_after_dealloc():
     plan = plan_spawn(find_architecture(MODEL).facts(), "inference", kv_cache_len=8192, spawn_name="chat")
     devices = [

@@ -185,6 +185,40 @@ async def test_prompt_beyond_kv_cache_rejected(engine):
         await client.call("dealloc", spawn="tiny-cache")
 
 
+async def test_min_gen_len_beyond_kv_cache_rejected(engine):
+    async with EngineClient.connect(engine.url, engine.token) as client:
+        await spawn(client, "short-cache", FAMILIES["llama"], kv_cache_len=96, tokens_to_generate=90)
+        thread = string_thread(("user", "Hi"))
+        with pytest.raises(EngineCallError) as error:
+            await client.op("short-cache", "generate", thread=thread, sampling={"min_gen_len": 90})
+        message = error.value.message
+        assert error.value.type == "invalid_request"
+        assert "min_new_tokens" not in message
+        assert "max_new_tokens" not in message
+        found = re.search(r"the prompt, which has (\d+) tokens", message)
+        assert found, message
+        prompt_tokens = int(found.group(1))
+        assert "min_gen_len=90 does not fit in the KV cache: kv_cache_len=96 leaves room" in message
+        assert f"room for {96 - prompt_tokens} new tokens" in message
+        assert f"spawn with kv_cache_len >= {prompt_tokens + 90}" in message
+        assert "shorten the prompt" in message
+        assert f"lower min_gen_len to {96 - prompt_tokens}" in message
+
+        with pytest.raises(EngineCallError) as error:
+            await client.op(
+                "short-cache", "generate", thread=thread, sampling={"min_gen_len": 5, "max_gen_len": 3}
+            )
+        assert (
+            "min_gen_len=5 exceeds max_gen_len=3; lower min_gen_len or raise max_gen_len"
+            in error.value.message
+        )
+
+        with pytest.raises(EngineCallError) as error:
+            await client.op("short-cache", "generate", thread=thread, sampling={"min_gen_len": 91})
+        assert "min_gen_len=91 exceeds the spawn's tokens_to_generate=90" in error.value.message
+        await client.call("dealloc", spawn="short-cache")
+
+
 # -- text, threads and log-probabilities --------------------------------------------------
 
 

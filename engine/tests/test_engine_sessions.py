@@ -323,11 +323,13 @@ async def test_dealloc_of_dead_worker_frees_name(engine):
         with pytest.raises(EngineCallError) as died:
             await client.op("crashed", "tokenize", text="hi")
         assert died.value.type == "worker_died"
+        assert died.value.message.endswith("; spawn it again")
 
         released = await client.call("dealloc", spawn="crashed")
         assert released["released"] is True
         assert released["pids"] == []
         assert str(pid) in released["died"]
+        assert "spawn it again" not in released["died"]
 
         # The name is forgotten: a second dealloc finds nothing, and a new spawn may take it.
         with pytest.raises(EngineCallError) as gone:

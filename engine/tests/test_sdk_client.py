@@ -281,6 +281,34 @@ async def test_generation_cut_by_kv_cache_is_flagged(tiny_engine, caplog):
     assert f"spawn it with kv_cache_len >= {prompt_tokens + 200}" in warning
 
 
+async def test_cancelled_generate_late_response_quiet(tiny_engine, caplog):
+    # The engine has no cancel message, so the generation runs on and its response arrives
+    # after wait_for gave up. The client counts it and logs it at DEBUG, not as a warning.
+    async with await get_client(tiny_engine.url, api_key=tiny_engine.token) as client:
+        model = await client.model(LLAMA, kv_cache_len=1024, tokens_to_generate=4).spawn_inference(
+            "impatient"
+        )
+        slow = model.min_gen_len(400).max_gen_len(400)
+        with caplog.at_level(logging.DEBUG, logger="galley.sdk"):
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(slow.generate(question()), timeout=0.05)
+            for _ in range(600):  # until the late response has come
+                if client.late_responses:
+                    break
+                await asyncio.sleep(0.1)
+            after = await model.generate(question())
+        await model.dealloc()
+
+    assert client.late_responses == 1
+    assert after.finish_reason in ("eos", "length")
+    messages = [(record.levelno, record.getMessage()) for record in caplog.records]
+    assert not [message for level, message in messages if "unknown request id" in message]
+    late = [(level, message) for level, message in messages if "whose caller was cancelled" in message]
+    assert len(late) == 1
+    assert late[0][0] == logging.DEBUG
+    assert "(1 such responses so far)" in late[0][1]
+
+
 async def test_dealloc_after_worker_died(tiny_engine, caplog):
     async with await get_client(tiny_engine.url, api_key=tiny_engine.token) as client:
         builder = client.model(QWEN, kv_cache_len=256, tokens_to_generate=4)
@@ -307,7 +335,12 @@ async def test_dealloc_after_worker_died(tiny_engine, caplog):
 
         with caplog.at_level(logging.WARNING, logger="galley.sdk"):
             await model.dealloc()
-        assert any("'fragile' had already ended" in record.getMessage() for record in caplog.records)
+        (warning,) = [
+            record.getMessage() for record in caplog.records if "had already ended" in record.getMessage()
+        ]
+        assert "'fragile' had already ended" in warning
+        assert "spawn it again" not in warning
+        assert warning.endswith("the name 'fragile' is free to spawn again")
         with pytest.raises(GalleyError, match="'fragile' was deallocated"):
             await model.tokenize("again")
 

@@ -41,7 +41,8 @@ class Session:
     recipe_hash: str | None = None
     opened_at: float = field(default_factory=time.time)
     subscribed: bool = False  # telemetry events are being pushed to this session
-    # Spawns whose worker died, by name, with the error that later ops on the name raise.
+    # Spawns whose worker died, by name, with how it died. Later ops on the name raise it as
+    # WorkerDied, with advice to spawn again.
     died: dict[str, str] = field(default_factory=dict)
 
 
@@ -118,7 +119,7 @@ class SpawnManager:
     def find(self, session: Session, name: str) -> Spawn:
         spawn = session.spawns.get(name)
         if spawn is None and name in session.died:
-            raise WorkerDied(session.died[name], {"spawn": name})
+            raise WorkerDied(f"{session.died[name]}; spawn it again", {"spawn": name})
         if spawn is None:
             names = ", ".join(sorted(session.spawns)) or "none"
             raise NotFound(f"no spawn named {name!r} in this session; its spawns: {names}", {"spawn": name})
@@ -269,7 +270,7 @@ class SpawnManager:
             for dead in (spawn, *spawn.children):
                 owner.died[dead.name] = (
                     f"spawn {dead.name!r} is gone: the rank {worker.rank} worker (pid {worker.pid}) of "
-                    f"spawn {spawn.name!r} exited with code {code}; spawn it again"
+                    f"spawn {spawn.name!r} exited with code {code}"
                 )
         await self._stop(spawn)
 

@@ -130,6 +130,7 @@ class ModelView:
         if top_p is None and temperature:
             top_p = defaults.get("top_p")
         max_new = sampling.max_gen_len or self.spec.tokens_to_generate
+        min_new = sampling.min_gen_len or 0
         # Stop at the KV cache budget and the model's context length, whichever comes first.
         room = self.spec.kv_cache_len - len(prompt)
         if self.loaded.max_positions:
@@ -140,18 +141,54 @@ class ModelView:
                 f"kv_cache_len={self.spec.kv_cache_len} and the model's context of {self.loaded.max_positions} "
                 f"tokens; shorten the thread or spawn with a larger kv_cache_len"
             )
+        self._check_min_gen_len(min_new, sampling.max_gen_len, len(prompt), room)
         max_new = min(max_new, room)
 
         request = GenerationRequest(
             prompt_ids=prompt,
             max_new_tokens=max_new,
-            min_new_tokens=sampling.min_gen_len or 0,
+            min_new_tokens=min_new,
             temperature=temperature,
             top_p=top_p,
             seed=sampling.seed,
         )
         validate_request(request, kv_cache_len=self.spec.kv_cache_len, vocab_size=self.loaded.vocab_size)
         return request
+
+    def _check_min_gen_len(
+        self, min_gen_len: int, max_gen_len: int | None, prompt_tokens: int, room: int
+    ) -> None:
+        """Raise InvalidRequest, in the recipe API's names, for a min_gen_len that cannot be met.
+
+        ``room`` is the number of new tokens that the KV cache and the model's context leave
+        after the prompt. Checking here keeps the scheduler's own message, which names the
+        max_new_tokens lowered to ``room``, from reaching the recipe.
+        """
+        if max_gen_len is not None and min_gen_len > max_gen_len:
+            raise InvalidRequest(
+                f"min_gen_len={min_gen_len} exceeds max_gen_len={max_gen_len}; "
+                f"lower min_gen_len or raise max_gen_len"
+            )
+        if max_gen_len is None and min_gen_len > self.spec.tokens_to_generate:
+            raise InvalidRequest(
+                f"min_gen_len={min_gen_len} exceeds the spawn's tokens_to_generate={self.spec.tokens_to_generate}; "
+                f"lower min_gen_len, set max_gen_len >= {min_gen_len}, or spawn with a larger tokens_to_generate"
+            )
+        if min_gen_len <= room:
+            return
+        kv_cache_len, context = self.spec.kv_cache_len, self.loaded.max_positions
+        if context and context < kv_cache_len:
+            raise InvalidRequest(
+                f"min_gen_len={min_gen_len} does not fit in the model's context: {context} tokens leave room "
+                f"for {room} new tokens after the prompt, which has {prompt_tokens} tokens; shorten the prompt "
+                f"or lower min_gen_len to {room} or less"
+            )
+        raise InvalidRequest(
+            f"min_gen_len={min_gen_len} does not fit in the KV cache: kv_cache_len={kv_cache_len} leaves room "
+            f"for {room} new tokens after the prompt, which has {prompt_tokens} tokens; shorten the prompt, "
+            f"lower min_gen_len to {room} or less, or spawn with kv_cache_len >= {prompt_tokens + min_gen_len}",
+            data={"prompt_tokens": prompt_tokens, "min_gen_len": min_gen_len, "kv_cache_len": kv_cache_len},
+        )
 
     def generation_result(self, op: str, args: dict[str, Any], result: GenerationResult) -> dict[str, Any]:
         ids = list(result.ids)

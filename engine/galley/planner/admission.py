@@ -213,20 +213,28 @@ def _advice(
     Every alternative is first tried against the memory that earlier spawns of the dry run
     hold. One that does not fit there is tried again after dealloc() of the fewest of those
     spawns, largest first, and ``advice["needs_dealloc"]`` maps its key to the spawns freed
-    and their bytes.
+    and their bytes. A smaller kv_cache_len or max_batch_size is not offered after a
+    dealloc() that lets the requested size fit, because ``advice["dealloc"]`` covers that.
     """
     inputs = plan.inputs
     scenarios = _dealloc_scenarios(pending, held)
     advice: dict[str, Any] = {}
     needs_dealloc: dict[str, dict[str, Any]] = {}
 
-    def choose(key: str, compute: Callable[[Mapping[str, int]], Any], usable: Callable[[Any], bool]) -> None:
+    def choose(
+        key: str,
+        compute: Callable[[Mapping[str, int]], Any],
+        usable: Callable[[Any], bool],
+        requested: Any = None,
+    ) -> None:
         baseline = compute(scenarios[0].reserved)
         advice[key] = baseline
         if usable(baseline):
             return
         for scenario in scenarios[1:]:
             result = compute(scenario.reserved)
+            if requested is not None and result == requested:
+                return
             if usable(result):
                 advice[key] = result
                 needs_dealloc[key] = {"spawns": scenario.spawns, "bytes": scenario.freed_bytes}
@@ -241,12 +249,15 @@ def _advice(
     if inputs.kind == "inference":
         assert inputs.kv_cache_len is not None
         kv_cache_len = inputs.kv_cache_len
+        # The search includes the requested size: it does not fit beside every earlier spawn
+        # (admit() refused it), but it may after a dealloc().
         choose(
             "max_kv_cache_len",
             lambda reserved: _largest_fitting(
-                kv_cache_len - 1, lambda n: fits_with(reserved)(plan.replan(kv_cache_len=n))
+                kv_cache_len, lambda n: fits_with(reserved)(plan.replan(kv_cache_len=n))
             ),
             found,
+            requested=kv_cache_len,
         )
     else:
         assert inputs.max_batch_size is not None
@@ -254,9 +265,10 @@ def _advice(
         choose(
             "max_batch_size",
             lambda reserved: _largest_fitting(
-                max_batch_size - 1, lambda n: fits_with(reserved)(plan.replan(max_batch_size=n))
+                max_batch_size, lambda n: fits_with(reserved)(plan.replan(max_batch_size=n))
             ),
             found,
+            requested=max_batch_size,
         )
         if not inputs.adapter:
             choose(

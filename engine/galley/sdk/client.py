@@ -67,6 +67,10 @@ class HarmonyClient:
         self._events = events
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
+        # Ids of requests whose caller was cancelled before the response came, and the number
+        # of such late responses received so far.
+        self._abandoned: set[int] = set()
+        self.late_responses = 0
         self._listeners: list[EventListener] = []
         # Strong references to listener coroutines in flight; the event loop keeps only weak ones.
         self._listener_tasks: set[asyncio.Future[Any]] = set()
@@ -108,6 +112,11 @@ class HarmonyClient:
             raise self._connection_lost() from None
         try:
             return await future
+        except asyncio.CancelledError:
+            # Cancelling the awaiting task cancels the future too, unless the response came first.
+            if future.cancelled() or not future.done():
+                self._abandoned.add(request.id)
+            raise
         finally:
             self._pending.pop(request.id, None)
 
@@ -198,6 +207,20 @@ class HarmonyClient:
             log.warning("ignored a malformed response from the engine: %s", error)
             return
         future = self._pending.get(response.id)
+        if future is None and response.id in self._abandoned:
+            # NOTE: the protocol has no cancel message, so a request cancelled here (by
+            # asyncio.wait_for or task.cancel()) still runs to the end in the engine and holds
+            # its batch slot and KV cache until then. Wiring one needs a "cancel" method in the
+            # engine server and a cancel frame from the engine to the spawn's workers, which
+            # would cancel the batching scheduler's future for the request.
+            self._abandoned.discard(response.id)
+            self.late_responses += 1
+            log.debug(
+                "ignored the response to request id %d, whose caller was cancelled (%d such responses so far)",
+                response.id,
+                self.late_responses,
+            )
+            return
         if future is None or future.done():
             log.warning("ignored a response for unknown request id %d", response.id)
             return
@@ -251,6 +274,7 @@ class HarmonyClient:
             if not future.done():
                 future.set_exception(error)
         self._pending.clear()
+        self._abandoned.clear()
 
 
 def _log_engine_message(data: dict[str, Any]) -> None:

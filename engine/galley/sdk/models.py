@@ -239,7 +239,12 @@ class InferenceModel:
             result = await spawn.client.call("dealloc", {"spawn": spawn.name})
             died = result.get("died") if isinstance(result, dict) else None
             if died:
-                log.warning("dealloc(): spawn %r had already ended: %s", spawn.name, died)
+                log.warning(
+                    "dealloc(): spawn %r had already ended (%s); the name %r is free to spawn again",
+                    spawn.name,
+                    died,
+                    spawn.name,
+                )
         spawn.deallocated = True
 
     async def load(self, path: str) -> None:
