@@ -431,7 +431,7 @@ describe.skipIf(!engineAvailable("CLI with galley serve tests"))("galley CLI wit
     expect(stderr()).not.toContain("goes on there");
 
     // The next control plane on the data directory marks the run failed, once the killed
-    // server is reaped (a zombie still answers kill(pid, 0)).
+    // server is reaped (kill(pid, 0) still succeeds on a zombie).
     await serveExit;
     const shown = cli("runs", "show", running.id);
     expect(shown.code, shown.stderr).toBe(0);
