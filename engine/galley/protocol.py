@@ -164,6 +164,15 @@ class ReleaseParams(WireModel):
     spawn_id: str
 
 
+class CancelParams(WireModel):
+    """Stop an earlier request of this session, by its request id. There is no reply to the
+    cancelled request. A generate still waiting or decoding gives up its KV cache room at the
+    next scheduler step; other ops run to their end. The result is ``{"cancelled": bool}``,
+    False when the request had already finished."""
+
+    request: int
+
+
 class PlanParams(WireModel):
     """Plan a spawn without starting it (``galley run --dry-run``)."""
 
@@ -185,6 +194,7 @@ METHODS: dict[str, type[WireModel] | None] = {
     "op": OpParams,
     "dealloc": DeallocParams,
     "release": ReleaseParams,
+    "cancel": CancelParams,
     "plan": PlanParams,
     "list_spawns": None,
     "devices": None,

@@ -208,7 +208,20 @@ class LocalWorker(WorkerHandle):
             raise WorkerDied(
                 f"cannot reach the worker of spawn {self.name!r} (pid {self.pid}): {error}"
             ) from None
-        return await future
+        try:
+            return await future
+        except asyncio.CancelledError:
+            # The client cancelled the request: let the worker drop it too (a queued or running
+            # generation frees its KV cache room). The worker sends no reply to a cancel.
+            if self.pending.pop(request_id, None) is not None and self.alive:
+                asyncio.ensure_future(self._send_cancel(request_id))
+            raise
+
+    async def _send_cancel(self, request_id: int) -> None:
+        try:
+            await self._send({"op": "cancel", "args": {"request": request_id}})
+        except (ConnectionError, RuntimeError, AssertionError) as error:
+            log.info("cannot send the cancel of request %s to %s: %s", request_id, self.label, error)
 
     async def stop(self) -> int | None:
         self.stopping = True

@@ -44,6 +44,8 @@ class Session:
     # Spawns whose worker died, by name, with how it died. Later ops on the name raise it as
     # WorkerDied, with advice to spawn again.
     died: dict[str, str] = field(default_factory=dict)
+    # The tasks of this connection's requests still running, by request id (for "cancel").
+    requests: dict[int, asyncio.Task] = field(default_factory=dict)
 
 
 class SpawnManager:

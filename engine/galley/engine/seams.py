@@ -115,16 +115,21 @@ class SchedulerGenerator:
         self.scheduler = scheduler
         self.in_flight = 0
 
-    def submit(self, request, done) -> None:
+    def submit(self, request, done) -> Future:
+        """Queue ``request``; return its future, which the worker cancels when the client does."""
         future: Future = self.scheduler.add(request)
         self.in_flight += 1
 
         def finished(f: Future) -> None:
             self.in_flight -= 1
+            if f.cancelled():
+                done(OpFailed("the request was cancelled by the client"))
+                return
             error = f.exception()
             done(error if error is not None else f.result())
 
         future.add_done_callback(finished)
+        return future
 
     def has_work(self) -> bool:
         return self.in_flight > 0 or self.scheduler.has_work()

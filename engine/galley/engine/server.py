@@ -33,6 +33,7 @@ from galley.engine.registry import Registry
 from galley.protocol import (
     METHODS,
     PROTOCOL_VERSION,
+    CancelParams,
     DeallocParams,
     Event,
     OpParams,
@@ -125,7 +126,13 @@ class EngineServer:
                 request = Request.model_validate(message)
             except (ValueError, ValidationError) as error:
                 raise InvalidRequest(f"invalid request frame: {error}") from None
-            result = await self.dispatch(connection, session, request, tasks)
+            current = asyncio.current_task()
+            if current is not None:
+                session.requests[request.id] = current
+            try:
+                result = await self.dispatch(connection, session, request, tasks)
+            finally:
+                session.requests.pop(request.id, None)
             response: dict[str, Any] = {"id": request.id, "result": result}
         except EngineError as error:
             response = {"id": request_id, "error": error.to_wire()}
@@ -190,6 +197,14 @@ class EngineServer:
             case "release":
                 assert isinstance(params, ReleaseParams)
                 return await self.manager.release_by_id(params.spawn_id)
+            case "cancel":
+                assert isinstance(params, CancelParams)
+                target = session.requests.get(params.request)
+                if target is None or target is asyncio.current_task():
+                    return {"cancelled": False}
+                log.info("session %s cancelled request %s", session.id, params.request)
+                target.cancel()
+                return {"cancelled": True}
             case "plan":
                 assert isinstance(params, PlanParams)
                 return await self.manager.plan(session, params)

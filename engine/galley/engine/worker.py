@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -81,8 +82,8 @@ class ContextGenerator:
         self.inner = inner
         self.context = context
 
-    def submit(self, request, done) -> None:
-        self.inner.submit(request, done)
+    def submit(self, request, done) -> Any:
+        return self.inner.submit(request, done)
 
     def has_work(self) -> bool:
         return self.inner.has_work()
@@ -105,6 +106,9 @@ class Worker:
         main_view = seams.main_view(self.loaded, spec, self.trainer)
         self.views: dict[str | None, Any] = {None: main_view}
         self.generators: dict[str | None, Any] = {None: seams.build_generator(self.loaded, spec)}
+        # Futures of generations that can still be cancelled, by request id. Only the batching
+        # scheduler returns one; a one-at-a-time generator runs each request to its end.
+        self.cancellable: dict[int, Future] = {}
 
     # -- loop -----------------------------------------------------------------------------
 
@@ -182,6 +186,9 @@ class Worker:
         args = message.get("args") or {}
         view_name = message.get("view")
         started = time.monotonic()
+        if op == "cancel":  # the engine expects no reply
+            self._cancel(args.get("request"))
+            return
         try:
             view = self.views.get(view_name)
             if view is None:
@@ -250,6 +257,7 @@ class Worker:
         request = view.generation_request(op, args)
 
         def done(outcome) -> None:
+            self.cancellable.pop(request_id, None)
             if isinstance(outcome, EngineError):
                 self.reply(request_id, error=outcome)
             elif isinstance(outcome, BaseException):
@@ -271,7 +279,14 @@ class Worker:
                 result["seconds"] = time.monotonic() - started
                 self.reply(request_id, result=result)
 
-        self.generators[view_name].submit(request, done)
+        future = self.generators[view_name].submit(request, done)
+        if future is not None and not future.done():
+            self.cancellable[request_id] = future
+
+    def _cancel(self, request_id: Any) -> None:
+        future = self.cancellable.pop(request_id, None) if isinstance(request_id, int) else None
+        if future is not None and future.cancel():
+            log.info("generation request %s cancelled by the client", request_id)
 
     def _clone(self, args: dict[str, Any]) -> dict[str, Any]:
         from galley.engine import seams

@@ -74,6 +74,8 @@ class HarmonyClient:
         self._listeners: list[EventListener] = []
         # Strong references to listener coroutines in flight; the event loop keeps only weak ones.
         self._listener_tasks: set[asyncio.Future[Any]] = set()
+        # Strong references to the "cancel" requests sent for cancelled calls.
+        self._cancel_tasks: set[asyncio.Task[None]] = set()
         self._closed_error: EngineConnectionError | None = None
         self._reader = asyncio.get_running_loop().create_task(
             self._read_frames(), name="galley-client-reader"
@@ -116,9 +118,20 @@ class HarmonyClient:
             # Cancelling the awaiting task cancels the future too, unless the response came first.
             if future.cancelled() or not future.done():
                 self._abandoned.add(request.id)
+                if method != "cancel" and self._closed_error is None:
+                    task = asyncio.get_running_loop().create_task(self._cancel_on_engine(request.id))
+                    self._cancel_tasks.add(task)
+                    task.add_done_callback(self._cancel_tasks.discard)
             raise
         finally:
             self._pending.pop(request.id, None)
+
+    async def _cancel_on_engine(self, request_id: int) -> None:
+        """Ask the engine to stop a request whose caller was cancelled, so a generate frees its batch room."""
+        try:
+            await self.call("cancel", {"request": request_id})
+        except GalleyError as error:  # an engine without "cancel", or a closed connection
+            log.debug("could not cancel request %d on the engine: %s", request_id, error)
 
     async def op(self, spawn: str, op: str, args: dict[str, Any] | None = None) -> Any:
         """Run ``op`` on the spawn named ``spawn``; the arguments and results are in protocol.py."""
@@ -208,11 +221,8 @@ class HarmonyClient:
             return
         future = self._pending.get(response.id)
         if future is None and response.id in self._abandoned:
-            # NOTE: the protocol has no cancel message, so a request cancelled here (by
-            # asyncio.wait_for or task.cancel()) still runs to the end in the engine and holds
-            # its batch slot and KV cache until then. Wiring one needs a "cancel" method in the
-            # engine server and a cancel frame from the engine to the spawn's workers, which
-            # would cancel the batching scheduler's future for the request.
+            # A request cancelled here is cancelled on the engine too, but its response can
+            # cross the cancel on the wire.
             self._abandoned.discard(response.id)
             self.late_responses += 1
             log.debug(
