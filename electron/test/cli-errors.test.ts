@@ -1,6 +1,6 @@
-// Errors of the CLI: operating system errors a person can fix are reported as one sentence,
-// without a stack; rejected files list their problems; an unreachable server exits 3 with a
-// hint; cancelling a run that no process here runs names the run's status.
+// Errors of the CLI. Operating system errors a person can fix are reported as one sentence,
+// without a stack. Rejected files list their problems, and an unreachable server exits 3 with
+// a hint. Cancelling a run that no process here runs names the run's status.
 import fs from "node:fs";
 import path from "node:path";
 

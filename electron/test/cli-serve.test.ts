@@ -135,8 +135,8 @@ function killGroups(groups: Set<number>): void {
 
 // A detached group gets no signal from the terminal, so a test worker that exits or is stopped
 // before afterAll runs kills the groups here.
-// NOTE: a test worker killed with SIGKILL runs none of this; its serve then stays until
-// killed by hand (its engine exits with it on Linux).
+// NOTE: a test worker killed with SIGKILL runs none of this. Its serve then stays until it is
+// killed by hand, while its engine exits with it on Linux.
 const killAllGroups = () => {
   killGroups(runGroups);
   killGroups(serveGroups);

@@ -1,6 +1,6 @@
-"""Dry runs plan every spawn of a recipe against the memory the earlier spawns hold.
+"""Dry runs plan every spawn of a recipe against the memory the earlier spawns reserve.
 
-A dry run checks whether a whole recipe fits: the engine keeps each planned spawn's bytes for
+A dry run checks whether a whole recipe fits. The engine keeps each planned spawn's bytes for
 the rest of the session, so a later plan is checked against the device minus the earlier
 plans, unless the recipe deallocated them first. Sizes are the real Llama 3.1 8B
 (architecture-only entry, bf16) on one virtual 80 GiB device: an inference spawn with
@@ -148,7 +148,7 @@ def test_kv_cache_len_advised_after_fewest_deallocs():
         admit(plan.replan(kv_cache_len=largest + 1), [device], held=held[:1])
 
 
-def test_requested_kv_cache_len_fitting_after_dealloc_not_shrunk():
+def test_kv_cache_advice_after_dealloc():
     # 'ref' (Qwen3 32B, kv_cache_len=32768) takes about 69.5 GiB of 80, and 'judge' needs
     # about 31.5 GiB. After dealloc() of 'ref' the requested 131072 fits, so the advice is
     # that dealloc() and not a cache one token shorter.
@@ -173,7 +173,7 @@ def test_requested_kv_cache_len_fitting_after_dealloc_not_shrunk():
     assert advice["dealloc"] == {"fits": True, "spawns": ["ref"], "bytes": held[0].bytes}
 
 
-def test_requested_max_batch_size_fitting_after_dealloc_not_shrunk():
+def test_batch_size_advice_after_dealloc():
     # Full training of Qwen2.5 0.5B at max_batch_size=4096 plans about 20.9 GiB, of which
     # about 8.8 GiB do not shrink with the batch. Beside 'first' only 6 GiB are free, so no
     # batch size fits there, and after dealloc() of 'first' the requested one does.

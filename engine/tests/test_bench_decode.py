@@ -8,7 +8,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from galley.bench.decode import copy_bandwidth, kv_bytes_per_token, measure_decode
+from galley.bench.decode import copy_bandwidth, measure_decode
+from galley.engine.batching.kv_cache import kv_bytes_per_token
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,7 @@ test("run lists artifacts, metrics and lineage", async ({ workbench: page }) => 
   await createWorkspaceFile(page, "runs/saves.py", SAVES);
   await openRecipe(page, "runs/saves.py");
   expect(await runAndWait(page)).toBe("succeeded");
-  // Anchored to the recipe's own line: the engine's log can also say "saved under".
+  // Anchored to the recipe's own line: the engine's log can also contain "saved under".
   const saved = /^saved (\S+)$/m.exec(await page.getByTestId("console").innerText())?.[1];
   expect(saved, "the recipe printed the saved model's key").toBeTruthy();
 

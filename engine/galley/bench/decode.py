@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from galley.engine.batching import GenerationRequest, Scheduler
+from galley.engine.batching.kv_cache import kv_bytes_per_token
 
 DECODE_BATCHES = (1, 64)
 PROMPT_TOKENS = 128
@@ -39,14 +40,6 @@ def copy_bandwidth(device: torch.device, size_bytes: int = 1 << 30, repeats: int
     elapsed = time.perf_counter() - started
     del source, target
     return repeats * 2 * size_bytes / elapsed
-
-
-def kv_bytes_per_token(model: Any) -> int:
-    config = model.config.get_text_config()
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    kv_heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
-    element_size = next(model.parameters()).element_size()
-    return 2 * config.num_hidden_layers * kv_heads * head_dim * element_size
 
 
 def measure_decode(

@@ -143,7 +143,11 @@ class SchedulerGenerator:
 
 def build_generator(loaded: LoadedModel, spec: LoadSpec) -> Any:
     sequential = SequentialGenerator(
-        loaded.module, loaded.eos_ids, loaded.pad_id, spec.tokens_to_generate, token_limit=len(loaded.tokenizer)
+        loaded.module,
+        loaded.eos_ids,
+        loaded.pad_id,
+        spec.tokens_to_generate,
+        token_limit=len(loaded.tokenizer),
     )
     if os.environ.get("GALLEY_GENERATOR", "").lower() == "sequential":
         log.info("generation: one request at a time (GALLEY_GENERATOR=sequential)")
@@ -152,6 +156,7 @@ def build_generator(loaded: LoadedModel, spec: LoadSpec) -> Any:
         log.info("generation: one request at a time (tensor-parallel ranks run requests in order)")
         return _in_lockstep(sequential, loaded)
     try:
+        from galley.engine.batching.kv_cache import kv_bytes_per_token
         from galley.engine.batching.scheduler import Scheduler, check_model_supported
     except ImportError as error:
         log.info("generation: one request at a time (no batching scheduler: %s)", error)
@@ -163,7 +168,7 @@ def build_generator(loaded: LoadedModel, spec: LoadSpec) -> Any:
         return sequential
     kv_cache_len, cache_fix = spec.kv_cache_len, None
     if spec.generation_kv_bytes is not None:
-        slots = max(1, spec.generation_kv_bytes // kv_bytes_per_token(loaded))
+        slots = max(1, spec.generation_kv_bytes // kv_bytes_per_token(loaded.module))
         if slots < kv_cache_len:
             kv_cache_len = slots
             cache_fix = (
@@ -181,16 +186,6 @@ def build_generator(loaded: LoadedModel, spec: LoadSpec) -> Any:
     )
     log.info("generation: continuous batching within kv_cache_len=%d tokens", kv_cache_len)
     return SchedulerGenerator(scheduler)
-
-
-def kv_bytes_per_token(loaded: LoadedModel) -> int:
-    """Return the K and V bytes one token takes in the generation cache of this (tp=1) model."""
-    module: Any = loaded.module
-    config = module.config.get_text_config()
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    kv_heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
-    element_size = module.get_input_embeddings().weight.element_size()
-    return 2 * config.num_hidden_layers * kv_heads * head_dim * element_size
 
 
 def _in_lockstep(generator: Any, loaded: LoadedModel) -> Any:

@@ -23,7 +23,7 @@ const CANCEL_REASONS: Record<CancelSignal, string> = {
 
 /**
  * Describes how a cancelled run was stopped: by this terminal's signal, or elsewhere (the
- * workbench, `galley runs cancel`), where only the record's exit code tells the signal.
+ * workbench, `galley runs cancel`), where only the record's exit code gives the signal.
  */
 export function describeCancel(run: Run, signal: CancelSignal | null): string {
   if (signal) return `run ${run.id} cancelled (${CANCEL_REASONS[signal]})`;

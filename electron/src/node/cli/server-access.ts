@@ -106,14 +106,17 @@ export class ServerError extends CliError {
  */
 export function describeConnectionError(error: unknown): string {
   const cause = (error as { cause?: unknown }).cause;
-  const reason = cause instanceof Error ? cause : error instanceof Error ? error : new Error(String(error));
+  let reason: Error;
+  if (cause instanceof Error) reason = cause;
+  else if (error instanceof Error) reason = error;
+  else reason = new Error(String(error));
   if (reason.message === "bad port") {
     return "the port is blocked by Node's HTTP client (fetch rejects ports it considers unsafe, such as 1 and 6000); restart `galley serve` with another --port and update GALLEY_URL";
   }
   return reason.message;
 }
 
-/** Returns the error for a server that did not answer, with the hint that fits where its address came from. */
+/** Returns the error for a server that could not be reached, with the hint that fits where its address came from. */
 export function serverUnreachable(server: ServerAccess, what: string, error: unknown): ServerUnreachableError {
   const hint =
     server.source === "GALLEY_URL" ? "check GALLEY_URL and that `galley serve` is running" : `check that ${server.source} is still running`;

@@ -24,6 +24,8 @@ layers write into these pools instead of concatenating new tensors each step.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from transformers.cache_utils import Cache, DynamicLayer
 
@@ -267,6 +269,15 @@ class BatchKVCache:
     def advance(self, count: int = 1) -> None:
         """Count ``count`` columns written by the forward pass that just ran."""
         self.length += count
+
+
+def kv_bytes_per_token(model: Any) -> int:
+    """Return the K and V bytes one token takes in the cache of a (tp=1) causal LM, in its weight dtype."""
+    config = model.config.get_text_config()
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+    element_size = model.get_input_embeddings().weight.element_size()
+    return 2 * config.num_hidden_layers * kv_heads * head_dim * element_size
 
 
 def _round_up(value: int, multiple: int) -> int:
